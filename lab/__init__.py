@@ -1,0 +1,2 @@
+"""lab: an interactive lab for RLVR on language models."""
+__version__ = "0.1.0"

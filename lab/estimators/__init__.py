@@ -1,0 +1,32 @@
+"""Advantage estimators: ``lab.estimators.get(name, **params)(RewardBatch(...)) -> Advantages``.
+
+Registered names (``available()``): the group family ``grpo``, ``dr_grpo``, ``rloo``,
+``reinforce_plus_plus``, ``reinforce_plus_plus_baseline``; the Kalman family ``krpo``,
+``krpo_invariant``; kernel smoothing over steps ``kae``; batch sharing ``basis``.
+See ``docs/estimators.md`` for formulas, sources and conventions.
+"""
+
+from lab.estimators.base import (
+    ESTIMATORS,
+    Advantages,
+    Estimator,
+    RewardBatch,
+    available,
+    get,
+    group_by,
+    register,
+    validate_batch,
+)
+from lab.estimators import group, kalman, kernel, basis  # noqa: E402,F401  (registers the estimators)
+
+__all__ = [
+    "ESTIMATORS",
+    "Advantages",
+    "Estimator",
+    "RewardBatch",
+    "available",
+    "get",
+    "group_by",
+    "register",
+    "validate_batch",
+]

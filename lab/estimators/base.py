@@ -1,0 +1,308 @@
+"""Types, validation and the registry shared by every advantage estimator.
+
+An estimator turns one step's rewards into advantages *and the baseline it used*:
+
+    RewardBatch(rewards (N,), prompt_ids (N,), step)  ->  Advantages(advantages (N,), baselines (N,), info)
+
+``prompt_ids`` names the prompt each rollout answers; the members of one prompt
+need not be contiguous. Baselines and advantages are kept apart on purpose: the
+baseline is the estimator's value estimate V(x) for that rollout's prompt, the
+advantage is what the policy gradient multiplies.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from lab.registry import Registry
+
+ESTIMATORS: Registry = Registry("estimator")
+
+
+@dataclass(frozen=True)
+class RewardBatch:
+    """One step's rewards, grouped by prompt.
+
+    Shapes:
+        rewards:    (N,) float
+        prompt_ids: (N,) long, non-negative; rollouts of one prompt share an id
+        step:       int, the training step (used by estimators with memory)
+
+    Construction validates (see :func:`validate_batch`); a ``list`` is accepted
+    and turned into a tensor (float64 rewards, int64 ids).
+
+    >>> b = RewardBatch([1.0, 0.0], [7, 7], step=3)
+    >>> b.rewards.dtype, b.prompt_ids.tolist(), b.step
+    (torch.float64, [7, 7], 3)
+    """
+
+    rewards: torch.Tensor
+    prompt_ids: torch.Tensor
+    step: int = 0
+
+    def __post_init__(self):
+        rewards = self.rewards
+        prompt_ids = self.prompt_ids
+        if not isinstance(rewards, torch.Tensor):
+            rewards = torch.as_tensor(rewards, dtype=torch.float64)
+        if not isinstance(prompt_ids, torch.Tensor):
+            try:
+                prompt_ids = torch.as_tensor(prompt_ids)
+            except (TypeError, ValueError, RuntimeError) as e:
+                raise ValueError(f"prompt_ids: could not convert to a tensor ({e})") from None
+        object.__setattr__(self, "rewards", rewards)
+        object.__setattr__(self, "prompt_ids", prompt_ids)
+        validate_batch(rewards, prompt_ids, self.step)
+
+    def __len__(self) -> int:
+        return self.rewards.shape[0]
+
+
+@dataclass(frozen=True)
+class Advantages:
+    """What an estimator returns.
+
+    Shapes:
+        advantages: (N,) same dtype/device as the rewards
+        baselines:  (N,) the value estimate used for each rollout
+        info:       dict of Python scalars (diagnostics, e.g. ``zero_std_frac``)
+    """
+
+    advantages: torch.Tensor
+    baselines: torch.Tensor
+    info: dict[str, float] = field(default_factory=dict)
+
+
+def validate_batch(rewards: torch.Tensor, prompt_ids: torch.Tensor, step: int = 0) -> None:
+    """Raise ``ValueError`` naming the problem (and the offending index) for bad input.
+
+    Nothing is silently fixed: NaN/inf rewards, mismatched lengths, an empty batch,
+    negative or non-integer prompt ids, a non-integer or negative step.
+
+    >>> validate_batch(torch.tensor([1.0, float("nan")]), torch.tensor([0, 0]))
+    Traceback (most recent call last):
+    ...
+    ValueError: rewards: non-finite value nan at index 1; score every rollout with a finite number
+    """
+    if not isinstance(rewards, torch.Tensor) or not isinstance(prompt_ids, torch.Tensor):
+        raise ValueError("rewards and prompt_ids must be torch tensors")
+    if rewards.dim() != 1:
+        raise ValueError(f"rewards: expected a 1-D tensor (N,), got shape {tuple(rewards.shape)}")
+    if prompt_ids.dim() != 1:
+        raise ValueError(f"prompt_ids: expected a 1-D tensor (N,), got shape {tuple(prompt_ids.shape)}")
+    if rewards.shape[0] != prompt_ids.shape[0]:
+        raise ValueError(
+            f"rewards and prompt_ids have different lengths ({rewards.shape[0]} vs "
+            f"{prompt_ids.shape[0]}); give one prompt id per rollout"
+        )
+    if rewards.shape[0] == 0:
+        raise ValueError("empty batch: rewards and prompt_ids have no elements")
+    if not rewards.is_floating_point():
+        raise ValueError(f"rewards: expected a floating-point tensor, got {rewards.dtype}")
+    bad = ~torch.isfinite(rewards)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"rewards: non-finite value {rewards[i].item()} at index {i}; "
+            "score every rollout with a finite number"
+        )
+    if prompt_ids.is_floating_point():
+        frac = prompt_ids != torch.round(prompt_ids)
+        if bool(frac.any()):
+            i = int(frac.nonzero()[0, 0])
+            raise ValueError(
+                f"prompt_ids: non-integer value {prompt_ids[i].item()} at index {i}; "
+                "prompt ids must be integers (a long tensor)"
+            )
+        raise ValueError(f"prompt_ids: expected an integer (long) tensor, got {prompt_ids.dtype}")
+    if prompt_ids.dtype == torch.bool or prompt_ids.is_complex():
+        raise ValueError(f"prompt_ids: expected an integer (long) tensor, got {prompt_ids.dtype}")
+    neg = prompt_ids < 0
+    if bool(neg.any()):
+        i = int(neg.nonzero()[0, 0])
+        raise ValueError(
+            f"prompt_ids: negative value {prompt_ids[i].item()} at index {i}; prompt ids must be >= 0"
+        )
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise ValueError(f"step: expected a non-negative int, got {step!r}")
+
+
+@dataclass(frozen=True)
+class Groups:
+    """Dense group indexing of a batch: ``index[i]`` in ``[0, num)`` is rollout i's group.
+
+    ``ids[g]`` is the prompt id of group g (sorted ascending), ``counts[g]`` its size.
+    """
+
+    index: torch.Tensor  # (N,) long
+    ids: torch.Tensor  # (num,) long
+    counts: torch.Tensor  # (num,) long
+
+    @property
+    def num(self) -> int:
+        return self.ids.shape[0]
+
+    def sum(self, values: torch.Tensor) -> torch.Tensor:
+        """Per-group sum of ``values`` (N,) -> (num,)."""
+        out = torch.zeros(self.num, dtype=values.dtype, device=values.device)
+        return out.index_add_(0, self.index, values)
+
+
+def group_by(prompt_ids: torch.Tensor) -> Groups:
+    """Group rollouts by prompt id (no Python loop; works for interleaved members).
+
+    >>> g = group_by(torch.tensor([5, 2, 5, 9]))
+    >>> g.index.tolist(), g.ids.tolist(), g.counts.tolist()
+    ([1, 0, 1, 2], [2, 5, 9], [1, 2, 1])
+    """
+    ids, index, counts = torch.unique(prompt_ids, sorted=True, return_inverse=True, return_counts=True)
+    return Groups(index=index, ids=ids, counts=counts)
+
+
+def positions_in_group(groups: Groups) -> torch.Tensor:
+    """0-based position of each rollout within its group, in batch order.
+
+    >>> positions_in_group(group_by(torch.tensor([5, 2, 5, 5, 2]))).tolist()
+    [0, 0, 1, 2, 1]
+    """
+    n = groups.index.shape[0]
+    order = torch.argsort(groups.index, stable=True)  # (N,) rollouts sorted by group, batch order kept
+    starts = torch.cumsum(groups.counts, 0) - groups.counts  # (num,)
+    pos_sorted = torch.arange(n, device=groups.index.device) - starts[groups.index[order]]
+    pos = torch.empty_like(pos_sorted)
+    pos[order] = pos_sorted
+    return pos
+
+
+def whiten(values: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(x − mean) / sqrt(var + eps) over the whole tensor, unbiased var (verl's ``masked_whiten``).
+
+    A single element gives 0 (its variance is undefined; we take 0 rather than NaN).
+
+    >>> whiten(torch.tensor([0.0, 2.0])).tolist()
+    [-0.7071067690849304, 0.7071067690849304]
+    """
+    n = values.shape[0]
+    mean = values.mean()
+    if n < 2:
+        return torch.zeros_like(values)
+    var = ((values - mean) ** 2).sum() / (n - 1)
+    return (values - mean) * torch.rsqrt(var + eps)
+
+
+class Estimator:
+    """Base class: ``estimator(batch) -> Advantages``.
+
+    Stateless estimators need only :meth:`compute`. Stateful ones (memory across
+    steps) override :meth:`state_dict`/:meth:`load_state_dict` and update their
+    memory in :meth:`observe`; ``estimator(batch, update=False)`` computes
+    without remembering (used for shadow estimates and value probes).
+    """
+
+    name: str = "?"
+    stateful: bool = False
+
+    def __call__(self, batch: RewardBatch, *, update: bool = True) -> Advantages:
+        if not isinstance(batch, RewardBatch):
+            raise ValueError(f"expected a RewardBatch, got {type(batch).__name__}")
+        out = self.compute(batch)
+        if update:
+            self.observe(batch)
+        return out
+
+    def compute(self, batch: RewardBatch) -> Advantages:
+        raise NotImplementedError
+
+    def observe(self, batch: RewardBatch) -> None:
+        """Add ``batch`` to the estimator's memory (no-op when stateless)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state:
+            raise ValueError(f"estimator {self.name!r} is stateless but got state keys {sorted(state)}")
+
+    def reset(self) -> None:
+        """Forget all memory."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class FunctionEstimator(Estimator):
+    """Wraps a pure function ``fn(rewards, prompt_ids, **params) -> Advantages``."""
+
+    def __init__(self, name: str, fn: Callable[..., Advantages], params: dict[str, Any]):
+        self.name = name
+        self.fn = fn
+        self.params = dict(params)
+
+    def compute(self, batch: RewardBatch) -> Advantages:
+        return self.fn(batch.rewards, batch.prompt_ids, **self.params)
+
+
+def register(name: str):
+    """Register an estimator under ``name``.
+
+    Decorates either a pure function ``fn(rewards, prompt_ids, *, ...) -> Advantages``
+    (stateless) or an :class:`Estimator` subclass whose ``__init__`` takes keyword
+    parameters (stateful). Duplicate names are rejected.
+    """
+
+    def deco(obj):
+        ESTIMATORS.register(name, obj)
+        if isinstance(obj, type) and issubclass(obj, Estimator):
+            obj.name = name
+        return obj
+
+    return deco
+
+
+def _check_params(name: str, target: Callable, params: dict[str, Any], skip: int) -> None:
+    sig = inspect.signature(target)
+    allowed = [p for p in list(sig.parameters.values())[skip:] if p.kind != p.VAR_KEYWORD]
+    names = [p.name for p in allowed]
+    for k in params:
+        if k not in names:
+            raise ValueError(
+                f"estimator {name!r} has no parameter {k!r}; valid parameters: {', '.join(names) or '(none)'}"
+            )
+
+
+def get(name: str, **params: Any) -> Estimator:
+    """A ready-to-call estimator by registry name, with its parameters bound.
+
+    >>> est = get("grpo")
+    >>> est(RewardBatch(torch.tensor([1.0, 0.0]), torch.tensor([0, 0]))).advantages
+    tensor([ 0.7071, -0.7071])
+    >>> get("grpo", epsilon=0.1)
+    Traceback (most recent call last):
+    ...
+    ValueError: estimator 'grpo' has no parameter 'epsilon'; valid parameters: eps, norm_by_std
+    """
+    obj = ESTIMATORS.get(name)
+    if isinstance(obj, type) and issubclass(obj, Estimator):
+        _check_params(name, obj.__init__, params, skip=1)
+        return obj(**params)
+    _check_params(name, obj, params, skip=2)
+    return FunctionEstimator(name, obj, params)
+
+
+def available() -> list[str]:
+    """Names of all registered estimators."""
+    return ESTIMATORS.available()
+
+
+def finite_or_raise(name: str, t: torch.Tensor) -> torch.Tensor:
+    """Guard used at the end of each estimator: an estimator never returns NaN silently."""
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise FloatingPointError(f"{name}: non-finite output at index {i}; please report this with the batch")
+    return t
+

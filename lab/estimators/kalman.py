@@ -1,0 +1,142 @@
+"""KRPO: a 1-D Kalman filter per group as the baseline (arXiv 2505.07527), and an order-invariant variant.
+
+Reference code: github.com/billhhh/KRPO_LLMs_RL, ``train.py`` (``KalmanFilter.update`` and
+``group_advantages``). Per prompt, the filter is reset (x₀ = 0, P₀ = 1) and fed the group's
+rewards *in rollout order*; for reward z:
+
+    P⁻ = P + Q;  K = P⁻ / (P⁻ + R);  x ← x + K (z − x);  P ← (1 − K) P⁻
+    A = (z − x) / (√P + 1e-8)          with x, P *after* the update that included z
+
+Two facts the vectorised form below uses (and the docs teach): the variance schedule P_k
+depends only on the position k, never on the rewards (so it is not an adaptive
+uncertainty), and x_k is linear in z_1..z_k, so all groups are filtered at once with one
+(G_max × G_max) lower-triangular coefficient matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lab.estimators.base import Advantages, finite_or_raise, group_by, positions_in_group, register
+
+
+def kalman_schedule(n: int, *, q: float = 1e-5, r: float = 1e-2, p0: float = 1.0):
+    """Gains K_k and posterior variances P_k for k = 1..n of a scalar random-walk filter.
+
+    Returns two lists of floats (length n). They depend only on (q, r, p0), not on the data.
+
+    >>> gains, variances = kalman_schedule(2)
+    >>> [round(v, 6) for v in variances]
+    [0.009901, 0.004978]
+    """
+    p, gains, variances = p0, [], []
+    for _ in range(n):
+        pm = p + q
+        k = pm / (pm + r)
+        p = (1.0 - k) * pm
+        gains.append(k)
+        variances.append(p)
+    return gains, variances
+
+
+def _padded_by_position(rewards: torch.Tensor, prompt_ids: torch.Tensor):
+    """Rewards as a (num_groups, G_max) matrix in rollout order, plus the index maps."""
+    g = group_by(prompt_ids)
+    pos = positions_in_group(g)  # (N,)
+    gmax = int(g.counts.max())
+    z = torch.zeros(g.num, gmax, dtype=torch.float64, device=rewards.device)  # (num, Gmax)
+    z[g.index, pos] = rewards.to(torch.float64)
+    return g, pos, gmax, z
+
+
+@register("krpo")
+def krpo(
+    rewards: torch.Tensor,
+    prompt_ids: torch.Tensor,
+    *,
+    q: float = 1e-5,
+    r: float = 1e-2,
+    x0: float = 0.0,
+    p0: float = 1.0,
+    eps: float = 1e-8,
+) -> Advantages:
+    """KRPO advantages, exactly as the reference code computes them (order-dependent).
+
+    Shapes: rewards (N,), prompt_ids (N,) -> advantages (N,), baselines (N,).
+    The baseline of a rollout is the filter state x *after* it absorbed that rollout's own
+    reward, so a rollout's reward does move its own baseline (unlike RLOO). Rollouts of a
+    prompt are taken in batch order. Advantages are about 10x GRPO's scale (division by
+    √P, the uncertainty of the mean, ≈ √(R/k)), and an all-equal group still gets non-zero
+    advantages because the filter starts at x₀ = 0. A singleton group works like any other.
+
+    >>> out = krpo(torch.tensor([1.0, 0.0, 0.0, 1.0], dtype=torch.float64), torch.tensor([0, 0, 0, 0]))
+    >>> [round(a, 3) for a in out.advantages.tolist()]
+    [0.1, -7.048, -5.751, 10.015]
+    >>> [round(a, 3) for a in krpo(torch.tensor([0.0, 1.0, 1.0, 0.0]), torch.tensor([0, 0, 0, 0])).advantages.tolist()]
+    [0.0, 7.119, 5.809, -9.965]
+    """
+    g, pos, gmax, z = _padded_by_position(rewards, prompt_ids)
+    gains, variances = kalman_schedule(gmax, q=q, r=r, p0=p0)
+    # x_k = c0_k x0 + sum_{j<=k} C[k, j] z_j with C[k, j] = K_j prod_{l=j+1..k} (1 - K_l)
+    c = torch.zeros(gmax, gmax, dtype=torch.float64, device=rewards.device)
+    c0 = torch.zeros(gmax, dtype=torch.float64, device=rewards.device)
+    keep = 1.0
+    for k in range(gmax):
+        if k > 0:
+            c[k, :k] = c[k - 1, :k] * (1.0 - gains[k])
+        c[k, k] = gains[k]
+        keep *= 1.0 - gains[k]
+        c0[k] = keep
+    x = z @ c.T + x0 * c0  # (num, Gmax): state after each position
+    post = x[g.index, pos]  # (N,)
+    sd = torch.tensor([math.sqrt(v) for v in variances], dtype=torch.float64, device=rewards.device)[pos]  # (N,)
+    adv = (rewards.to(torch.float64) - post) / (sd + eps)
+    info = {"num_groups": float(g.num), "kalman_p_last": variances[-1]}
+    return Advantages(
+        finite_or_raise("krpo", adv.to(rewards.dtype)), post.to(rewards.dtype), info
+    )
+
+
+@register("krpo_invariant")
+def krpo_invariant(
+    rewards: torch.Tensor,
+    prompt_ids: torch.Tensor,
+    *,
+    r: float = 1e-2,
+    x0: float = 0.0,
+    p0: float = 1.0,
+    eps: float = 1e-8,
+    normalize: bool = True,
+) -> Advantages:
+    """Order-invariant KRPO: the Kalman posterior of the group's value given all *other* rollouts.
+
+    Derivation. With no process noise (Q = 0) the latent value is constant, the filter is
+    exact Bayesian updating of a N(x₀, P₀) prior by observations with noise R, and its
+    posterior no longer depends on the order of the observations. Conditioning on the n − 1
+    other rollouts of the group (never on the rollout's own reward) gives
+
+        b_i = (x₀/P₀ + Σ_{j≠i} r_j / R) / (1/P₀ + (n − 1)/R),    P₋ᵢ = 1 / (1/P₀ + (n − 1)/R)
+
+    a leave-one-out mean shrunk toward x₀ (weight (n−1)/(n−1+R/P₀), 0.99 at n = 2 with the
+    default constants). It estimates V(x) and, since b_i ignores r_i, keeps the policy
+    gradient unbiased. ``normalize=True`` divides by (√P₋ᵢ + eps) to stay on KRPO's scale;
+    ``False`` returns r_i − b_i. A singleton group gets the prior: b = x₀, P = P₀.
+
+    >>> out = krpo_invariant(torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64), torch.tensor([0, 0, 0]), normalize=False)
+    >>> [round(b, 4) for b in out.baselines.tolist()]
+    [0.4975, 0.995, 0.4975]
+    """
+    rew = rewards.to(torch.float64)
+    g = group_by(prompt_ids)
+    others = (g.sum(rew)[g.index] - rew)  # (N,) sum of the other rewards
+    m = (g.counts[g.index] - 1).to(torch.float64)  # (N,) number of others
+    prec = 1.0 / p0 + m / r  # (N,) posterior precision
+    base = (x0 / p0 + others / r) / prec
+    adv = rew - base
+    if normalize:
+        adv = adv / (torch.sqrt(1.0 / prec) + eps)
+    return Advantages(
+        finite_or_raise("krpo_invariant", adv.to(rewards.dtype)), base.to(rewards.dtype), {"num_groups": float(g.num)}
+    )
