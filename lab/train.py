@@ -1,0 +1,454 @@
+"""The RLVR training loop. Read it top to bottom: one step is
+
+    prompts -> rollouts -> rewards -> estimator (+ shadows) -> [probes] -> PPO epochs -> log -> checkpoint
+
+``train(config)`` runs a new run; ``train(resume=run_dir)`` continues one from its newest
+checkpoint with model, optimizer, estimator memories, prompt schedule and every RNG
+restored, so on CPU a resumed run reproduces the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import shutil
+import time
+from contextlib import nullcontext
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lab import estimators, losses, models, probes, rollout, runs, tasks
+from lab.config import TrainConfig
+from lab.estimators import RewardBatch
+from lab.tasks.scoring import score
+
+
+class TrainingFailed(RuntimeError):
+    """The run stopped with status ``failed``; the message names the step and what went wrong."""
+
+
+# --- prompt schedule -------------------------------------------------------------------------
+class PromptSchedule:
+    """Which prompts each step trains on: block ``step // reuse`` of a deterministic stream.
+
+    With ``reuse = J`` every prompt is used for J consecutive steps (KAE's setting); with 1,
+    every step gets fresh prompts. Finite tasks are cycled (epoch e uses seed + e). The
+    schedule is a pure function of (task, seed, step), so resume needs no extra state.
+    """
+
+    def __init__(self, task, *, seed: int, per_step: int, reuse: int):
+        self.task, self.seed, self.per_step, self.reuse = task, seed, per_step, reuse
+        self._epoch, self._it, self._block, self._current = 0, None, -1, []
+
+    def _next_example(self):
+        while True:
+            if self._it is None:
+                self._it = iter(self.task.examples("train", self.seed + self._epoch))
+            try:
+                return next(self._it)
+            except StopIteration:
+                if self._epoch > 0 and self._empty_epoch:
+                    raise ValueError(f"task {self.task.name!r} has no training examples") from None
+                self._empty_epoch = True
+                self._epoch += 1
+                self._it = None
+
+    def prompts(self, step: int) -> list:
+        block = step // self.reuse
+        if block < self._block:
+            raise ValueError("PromptSchedule only moves forward; make a new one to rewind")
+        while self._block < block:
+            self._empty_epoch = False
+            out = []
+            for _ in range(self.per_step):
+                out.append(self._next_example())
+                self._empty_epoch = False
+            self._current, self._block = out, self._block + 1
+        return self._current
+
+
+# --- small helpers -----------------------------------------------------------------------------
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict[str, Any]:
+    st = {"torch": torch.get_rng_state(), "python": _py_state_to_list(random.getstate())}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _py_state_to_list(state):
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    v, internal, gauss = st["python"]
+    random.setstate((v, tuple(internal), gauss))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _rows(out, idx: torch.Tensor):
+    """The rows ``idx`` of a RolloutOutput (tensors indexed, lists picked)."""
+    vals = {}
+    for f in dataclasses.fields(out):
+        v = getattr(out, f.name)
+        if isinstance(v, torch.Tensor):
+            vals[f.name] = v[idx.to(v.device)]
+        elif isinstance(v, list):
+            vals[f.name] = [v[i] for i in idx.tolist()]
+        else:
+            vals[f.name] = v
+    return type(out)(**vals)
+
+
+def _zero_std_frac(rewards: torch.Tensor, prompt_ids: torch.Tensor) -> float:
+    g = estimators.group_by(prompt_ids)
+    multi = g.counts >= 2
+    if not bool(multi.any()):
+        return 0.0
+    lo = torch.full((g.num,), math.inf, dtype=rewards.dtype).scatter_reduce(0, g.index, rewards, "amin")
+    hi = torch.full((g.num,), -math.inf, dtype=rewards.dtype).scatter_reduce(0, g.index, rewards, "amax")
+    return float(((hi - lo) == 0)[multi].float().mean())
+
+
+def default_run_name(c: TrainConfig) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{c.estimator}-{c.loss}-{c.clip_measure}-g{c.rollouts_per_prompt}-s{c.seed}-{stamp}"
+
+
+def _oom_message(c: TrainConfig) -> str:
+    return (
+        "GPU out of memory. Turn down --prompts-per-step (now {p}), --rollouts-per-prompt (now {g}) or "
+        "--max-new-tokens (now {t}), or raise --minibatches (now {m}); a smaller --model also helps."
+    ).format(p=c.prompts_per_step, g=c.rollouts_per_prompt, t=c.max_new_tokens, m=c.minibatches)
+
+
+# --- the trainer -------------------------------------------------------------------------------
+class Trainer:
+    """Holds the pieces of one run; :meth:`run` executes the loop. Use :func:`train`."""
+
+    def __init__(self, config: TrainConfig, run_dir: Path, *, resume: bool = False):
+        self.c = c = config
+        self.run_dir = Path(run_dir)
+        self.device = models.pick_device(c.device)
+        self.model, self.tok = models.load(c.model, device=c.device, dtype=c.dtype)
+        self.model.eval()  # RL without dropout: sampling and training see the same network
+        self.ref = None
+        if c.use_ref_model:
+            self.ref, _ = models.load(c.model, device=c.device, dtype=c.dtype)
+            self.ref.eval().requires_grad_(False)
+        self.task = tasks.get(c.task, **c.task_params)
+        self.backend = rollout.get(c.rollout_backend, model=self.model, tokenizer=self.tok)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        self.estimator = estimators.get(c.estimator, **c.estimator_params)
+        self.shadows = {n: estimators.get(n) for n in c.shadow_names()}
+        self.est_names = [c.estimator, *self.shadows]
+        # probe-only instances: the fixed probe prompts build their own history, apart from training
+        self.probe_est = {n: estimators.get(n, **(c.estimator_params if n == c.estimator else {})) for n in self.est_names}
+        self.schedule = PromptSchedule(self.task, seed=c.seed, per_step=c.prompts_per_step, reuse=c.prompt_reuse)
+        self.probe_examples = list(_take(self.task.examples("test", c.seed + 10_000), c.probe_prompts))
+        self.stop = list(getattr(self.task, "stop", []) or [])
+        self.start_step = 0
+        self.writer: runs.RunWriter | None = None
+        if resume:
+            self._restore()
+
+    # ..... checkpointing .........................................................................
+    def _estimator_states(self) -> dict[str, Any]:
+        return {
+            "main": self.estimator.state_dict(),
+            "shadows": {n: e.state_dict() for n, e in self.shadows.items()},
+            "probe": {n: e.state_dict() for n, e in self.probe_est.items()},
+        }
+
+    def save_checkpoint(self, step: int) -> None:
+        assert self.writer is not None
+        tmp = self.run_dir / "checkpoints" / f".tmp_step_{step:06d}"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        self.model.save_pretrained(tmp, safe_serialization=True)
+        self.tok.save_pretrained(tmp)
+        state = {"step": step, "optimizer": self.opt.state_dict(), "rng": _rng_state(), "estimators": self._estimator_states()}
+        torch.save(state, tmp / "trainer_state.pt")
+        self.writer.commit_checkpoint(step, tmp, keep=self.c.keep_checkpoints)
+
+    def _restore(self) -> None:
+        found = runs.latest_checkpoint(self.run_dir)
+        if found is None:
+            raise ValueError(f"--resume {self.run_dir}: no checkpoint found; the run must reach --checkpoint-every steps first")
+        step, folder = found
+        from safetensors.torch import load_file
+
+        weights = load_file(str(folder / "model.safetensors"), device=str(self.device))
+        missing, unexpected = self.model.load_state_dict(weights, strict=False)
+        if unexpected or [k for k in missing if "lm_head" not in k]:
+            raise ValueError(f"--resume: checkpoint {folder} does not match model {self.c.model!r}")
+        if hasattr(self.model, "tie_weights"):
+            self.model.tie_weights()
+        state = torch.load(folder / "trainer_state.pt", weights_only=True, map_location="cpu")
+        self.opt.load_state_dict(state["optimizer"])
+        est = state["estimators"]
+        self.estimator.load_state_dict(est["main"])
+        for n, e in self.shadows.items():
+            e.load_state_dict(est["shadows"][n])
+        for n, e in self.probe_est.items():
+            e.load_state_dict(est["probe"][n])
+        _set_rng_state(state["rng"])
+        self.start_step = step + 1
+
+    # ..... one step's pieces ......................................................................
+    def sampling(self, n: int, seed: int | None = None) -> "rollout.SamplingParams":
+        c = self.c
+        return rollout.SamplingParams(n=n, temperature=c.temperature, top_p=c.top_p, max_new_tokens=c.max_new_tokens, stop=self.stop)
+
+    def generate(self, examples: list, n: int):
+        prompts = [models.format_prompt(self.tok, ex.prompt) for ex in examples]
+        return self.backend.generate(prompts, self.sampling(n))
+
+    def rewards(self, examples: list, out) -> tuple[torch.Tensor, int, list[str]]:
+        exs = [examples[i] for i in out.prompt_index.tolist()]
+        res = score(self.task, out.texts, exs, timeout_s=self.c.reward_timeout_s)
+        return torch.tensor(res.rewards, dtype=torch.float64), res.errors + res.timeouts, list(res.messages)
+
+    def run_probes(self, step: int, train_examples: list, train_out, train_baselines: dict[str, torch.Tensor]) -> pd.DataFrame:
+        """Monte-Carlo truth for the probe prompts, and each estimator's baseline error there.
+
+        ``probe_set="fixed"``: each fixed probe prompt gets G rollouts run through every
+        estimator's *probe instance* (separate memories, so probing never changes training).
+        ``probe_set="batch"``: the step's first ``probe_prompts`` training prompts, scored
+        against the baselines training itself used (history and all). Either way the truth
+        comes from M separate samples, independent of the baselines, which is what makes
+        ``value_mse_corrected`` unbiased. Probes run before the update: same policy as the rollouts.
+        """
+        c = self.c
+        if c.probe_set == "batch":
+            exs = train_examples[: c.probe_prompts]
+            keep = train_out.prompt_index < len(exs)  # rollouts of the probed prompts
+            prompt_index = train_out.prompt_index[keep].cpu()
+            baselines = {n: b[keep.to(b.device)] for n, b in train_baselines.items()}
+        else:
+            exs = self.probe_examples
+            group = self.generate(exs, c.rollouts_per_prompt)
+            r_group, _, _ = self.rewards(exs, group)
+            pids = torch.tensor([exs[i].prompt_id for i in group.prompt_index.tolist()], dtype=torch.long)
+            batch = RewardBatch(r_group, pids, step=step)
+            baselines = {n: e(batch).baselines for n, e in self.probe_est.items()}
+            prompt_index = group.prompt_index.cpu()
+
+        def sample_rewards(examples, m):
+            out = self.generate(examples, m)
+            r, _, _ = self.rewards(examples, out)
+            return r.view(len(examples), m)
+
+        truth = probes.estimate_values(sample_rewards, exs, c.probe_samples)
+        return probes.value_errors(truth, prompt_index, baselines, step=step, prompt_ids=[e.prompt_id for e in exs])
+
+    def update(self, out, advantages: torch.Tensor) -> dict[str, float]:
+        """PPO epochs over the step's rollouts; returns averaged loss diagnostics."""
+        c, dev = self.c, self.device
+        n = advantages.shape[0]
+        mask = out.completion_mask.to(dev)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+        with torch.no_grad(), autocast:
+            old_logp, _ = models.completion_logprobs(self.model, out)
+            ref_logp = models.completion_logprobs(self.ref, out)[0] if self.ref is not None else None
+        adv = advantages.to(dev, torch.float32)
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(c.ppo_epochs):
+            perm = torch.randperm(n)
+            for mb in torch.chunk(perm, c.minibatches):
+                sub = _rows(out, mb)
+                mb_dev = mb.to(dev)
+                with autocast:
+                    logp, ent = models.completion_logprobs(self.model, sub, with_entropy=True)
+                logp = logp.float()
+                m = mask[mb_dev]
+                loss, diag = losses.policy_loss(
+                    logp, old_logp[mb_dev].float(), adv[mb_dev], m, c.loss, c.loss_agg,
+                    measure=c.clip_measure, delta=c.clip_delta, delta_low=c.clip_delta_low,
+                    delta_high=c.clip_delta_high, dual_clip_c=c.dual_clip_c,
+                )
+                if ref_logp is not None:
+                    kl = losses.agg_loss(losses.kl_penalty(logp, ref_logp[mb_dev].float(), c.kl_estimator), m, c.loss_agg)
+                    loss = loss + c.kl_coef * kl
+                    diag["actor/kl_ref"] = float(kl.detach())
+                if not torch.isfinite(loss):
+                    bad = (~torch.isfinite(logp) & m).any(1).nonzero()
+                    where = f"sample {int(mb[int(bad[0, 0])])}" if bad.numel() else "the loss itself"
+                    raise TrainingFailed(f"non-finite loss ({float(loss)}) in {where}")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.max_grad_norm if c.max_grad_norm > 0 else float("inf"))
+                if not torch.isfinite(gn):
+                    raise TrainingFailed(f"non-finite gradient norm ({float(gn)})")
+                self.opt.step()
+                diag["actor/grad_norm"] = float(gn)
+                diag["actor/entropy"] = float((ent.float() * m).sum() / m.sum().clamp(min=1))
+                diag["loss/total"] = float(loss.detach())
+                for k, v in diag.items():
+                    sums[k] = sums.get(k, 0.0) + float(v)
+                count += 1
+        return {k: v / count for k, v in sums.items()}
+
+    # ..... the loop ...............................................................................
+    def run(self) -> Path:
+        c = self.c
+        from tqdm.auto import tqdm
+
+        bar = tqdm(range(self.start_step, c.steps), initial=self.start_step, total=c.steps, disable=c.quiet,
+                   desc=f"{c.estimator}/{c.loss}", unit="step", dynamic_ncols=True)
+        step = self.start_step - 1
+        try:
+            for step in bar:
+                t0 = time.perf_counter()
+                examples = self.schedule.prompts(step)
+                out = self.generate(examples, c.rollouts_per_prompt)  # rollouts of prompt i: rows i*G..
+                t_roll = time.perf_counter() - t0
+                rewards, n_err, err_msgs = self.rewards(examples, out)
+                _check_rewards(rewards, examples, out)
+                pids = torch.tensor([examples[i].prompt_id for i in out.prompt_index.tolist()], dtype=torch.long)
+                batch = RewardBatch(rewards, pids, step=step)
+                adv = self.estimator(batch)
+                shadow = {n: e(batch) for n, e in self.shadows.items()}
+                baselines = {c.estimator: adv.baselines, **{n: a.baselines for n, a in shadow.items()}}
+                probe_df = None
+                if c.probe_every and (step % c.probe_every == 0 or step == c.steps - 1):
+                    probe_df = self.run_probes(step, examples, out, baselines)
+                diag = self.update(out, adv.advantages)
+                dt = time.perf_counter() - t0
+                n_tok = int(out.completion_mask.sum())
+                lengths = out.completion_mask.sum(1).float()
+                metrics = {
+                    "step": step,
+                    "reward/mean": float(rewards.mean()),
+                    "reward/accuracy": float((rewards >= 1.0 - 1e-6).double().mean()),
+                    "reward/errors": n_err,
+                    **diag,
+                    "adv/mean": float(adv.advantages.mean()),
+                    "adv/std": float(adv.advantages.std()) if len(batch) > 1 else 0.0,
+                    "adv/min": float(adv.advantages.min()),
+                    "adv/max": float(adv.advantages.max()),
+                    "adv/baseline_mean": float(adv.baselines.mean()),
+                    "batch/zero_std_frac": _zero_std_frac(rewards, pids),
+                    "response/length_mean": float(lengths.mean()),
+                    "response/truncated_frac": float(np.mean([f == "length" for f in out.finish_reasons])),
+                    "perf/tokens_per_s": n_tok / max(t_roll, 1e-9),
+                    "perf/step_time_s": dt,
+                    "perf/rollout_time_s": t_roll,
+                    **{f"est/{k}": float(v) for k, v in adv.info.items()},
+                }
+                if probe_df is not None:
+                    metrics.update(probes.summarize(probe_df))
+                    self.writer.log_probes(step, probe_df)
+                self.writer.log_samples(step, self._samples_frame(step, examples, out, rewards, pids, adv, shadow))
+                self.writer.log_metrics(metrics)
+                if err_msgs:
+                    bar.write(f"step {step}: {n_err} reward error(s), e.g. {err_msgs[0]}") if not c.quiet else None
+                bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}")
+                last = step == c.steps - 1
+                if (c.checkpoint_every and (step + 1) % c.checkpoint_every == 0) or last:
+                    self.save_checkpoint(step)
+                self.writer.set_status("running", step=step)
+        except KeyboardInterrupt:
+            self.writer.set_status("interrupted", step=step, error="interrupted by the user (Ctrl-C / SIGTERM)")
+            raise
+        except TrainingFailed as e:
+            msg = f"step {step}: {e}"
+            self.writer.set_status("failed", step=step - 1, error=msg)
+            raise TrainingFailed(msg) from None
+        except torch.cuda.OutOfMemoryError:
+            msg = f"step {step}: {_oom_message(c)}"
+            self.writer.set_status("failed", step=step - 1, error=msg)
+            raise TrainingFailed(msg) from None
+        except Exception as e:
+            self.writer.set_status("failed", step=step - 1, error=f"step {step}: {type(e).__name__}: {e}")
+            raise
+        finally:
+            bar.close()
+        self.writer.set_status("finished", step=c.steps - 1)
+        return self.run_dir
+
+    def _samples_frame(self, step, examples, out, rewards, pids, adv, shadow) -> pd.DataFrame:
+        g = self.c.rollouts_per_prompt
+        idx = out.prompt_index.tolist()
+        df = pd.DataFrame(
+            {
+                "step": step,
+                "prompt_id": pids.numpy(),
+                "rollout": [i % g for i in range(len(idx))],
+                "prompt": [examples[i].prompt for i in idx],
+                "answer": [examples[i].answer for i in idx],
+                "completion": out.texts,
+                "reward": rewards.numpy(),
+                "baseline": adv.baselines.double().cpu().numpy(),
+                "advantage": adv.advantages.double().cpu().numpy(),
+                "length": out.completion_mask.sum(1).cpu().numpy(),
+                "finish_reason": out.finish_reasons,
+            }
+        )
+        for n, a in shadow.items():
+            df[f"baseline__{n}"] = a.baselines.double().cpu().numpy()
+            df[f"advantage__{n}"] = a.advantages.double().cpu().numpy()
+        return df
+
+
+def _take(it, n):
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+def _check_rewards(rewards: torch.Tensor, examples, out) -> None:
+    bad = ~torch.isfinite(rewards)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        ex = examples[int(out.prompt_index[i])]
+        raise TrainingFailed(
+            f"reward of sample {i} (prompt_id {ex.prompt_id}, prompt {ex.prompt!r}, completion {out.texts[i]!r}) is {float(rewards[i])}"
+        )
+
+
+def train(config: TrainConfig | None = None, *, resume: str | Path | None = None) -> Path:
+    """Run training; returns the run directory. Give a config for a new run, or ``resume=run_dir``.
+
+    Bad config values fail before anything is written. A failure mid-run leaves the run
+    directory readable with status ``failed`` and the error; Ctrl-C leaves ``interrupted``.
+    """
+    if (config is None) == (resume is None):
+        raise ValueError("give either a config (new run) or resume=RUN_DIR, not both")
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "config.json").exists():
+            raise ValueError(f"--resume {run_dir}: not a run directory (no config.json)")
+        config = TrainConfig.from_dict(runs.load_run(run_dir, samples=False, probes=False).config)
+        _seed_everything(config.seed)
+        trainer = Trainer(config, run_dir, resume=True)
+        trainer.writer = runs.RunWriter.reopen(run_dir, from_step=trainer.start_step - 1)
+        if trainer.start_step >= config.steps:
+            trainer.writer.set_status("finished", step=config.steps - 1)
+            return run_dir
+    else:
+        assert config is not None
+        run_dir = Path(config.output_dir) / (config.run_name or default_run_name(config))
+        if (run_dir / "config.json").exists():
+            raise ValueError(f"run_name: {run_dir} already holds a run; pick another --run-name or --resume {run_dir}")
+        _seed_everything(config.seed)
+        trainer = Trainer(config, run_dir)  # loads model and task first: a bad model path writes nothing
+        trainer.writer = runs.RunWriter.create(run_dir, config.to_dict())
+    return trainer.run()
