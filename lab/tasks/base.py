@@ -10,6 +10,7 @@ so it must be a non-negative int that is the same across runs and processes
 from __future__ import annotations
 
 import hashlib
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, runtime_checkable
 
@@ -63,3 +64,91 @@ def stable_prompt_id(*parts: object) -> int:
 
 
 TASKS: Registry = Registry("task")
+
+
+def hash_fraction(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the content (uniform over contents).
+
+    Used to split a problem into train or test by what it *is*, so the same problem can
+    never land in both splits, whatever seed or order produced it.
+
+    >>> hash_fraction("12+7=") == hash_fraction("12+7=")
+    True
+    >>> 0.0 <= hash_fraction("12+7=") < 1.0
+    True
+    """
+    return stable_prompt_id("split", *parts) / 2**62
+
+
+def hash_split(key: str, test_fraction: float) -> str:
+    """``"test"`` for a fixed ``test_fraction`` of keys (by :func:`hash_fraction`), else ``"train"``.
+
+    >>> hash_split("12+7=", 0.1) == hash_split("12+7=", 0.1)
+    True
+    >>> hash_split("12+7=", 1.0), hash_split("12+7=", 0.0)
+    ('test', 'train')
+    """
+    return "test" if hash_fraction(key) < test_fraction else "train"
+
+
+def check_split(split: str) -> str:
+    """Return ``split`` if it is one of :data:`SPLITS`, else raise a ``ValueError`` listing them.
+
+    >>> check_split("train")
+    'train'
+    >>> check_split("val")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown split 'val'; use one of: train, test
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
+    return split
+
+
+class TaskBase:
+    """Conveniences shared by the built-in tasks, all built on ``examples(split, seed)``.
+
+    Subclasses set ``name``, ``stop`` (strings at which generation may stop) and
+    ``params`` (the constructor arguments, JSON-serialisable) and implement
+    ``examples`` and ``reward``.
+    """
+
+    name: str = ""
+    stop: tuple[str, ...] = ()
+    params: dict[str, Any] = {}
+
+    def examples(self, split: str = "train", seed: int = 0) -> Iterator[Example]:  # pragma: no cover
+        raise NotImplementedError
+
+    def reward(self, completion: str, example: Example) -> float:  # pragma: no cover
+        raise NotImplementedError
+
+    def sample(self, n: int, split: str = "train", seed: int = 0) -> list[Example]:
+        """The first ``n`` examples of ``examples(split, seed)`` (repeats possible; fewer if finite)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        return list(itertools.islice(self.examples(split, seed), n))
+
+    def dataset(self, split: str = "test", n: int = 500, seed: int = 0, *, max_draws: int | None = None) -> list[Example]:
+        """A fixed list of ``n`` *distinct* prompts: the first ones of ``examples(split, seed)``.
+
+        Stops early (returning fewer) when the stream ends, or after ``max_draws`` draws
+        (default ``100 * n + 1000``) when the problem space has fewer than ``n`` prompts.
+        """
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n}")
+        limit = 100 * n + 1000 if max_draws is None else max_draws
+        seen: set[str] = set()
+        out: list[Example] = []
+        for i, ex in enumerate(self.examples(split, seed)):
+            if len(out) >= n or i >= limit:
+                break
+            if ex.prompt not in seen:
+                seen.add(ex.prompt)
+                out.append(ex)
+        return out
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
+        return f"{type(self).__name__}({args})"
