@@ -144,6 +144,9 @@ class Trainer:
         self.c = c = config
         self.run_dir = Path(run_dir)
         self.device = models.pick_device(c.device)
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()  # our own bar is the progress bar
         self.model, self.tok = models.load(c.model, device=c.device, dtype=c.dtype)
         self.model.eval()  # RL without dropout: sampling and training see the same network
         self.ref = None
@@ -220,9 +223,19 @@ class Trainer:
         return self.backend.generate(prompts, self.sampling(n))
 
     def rewards(self, examples: list, out) -> tuple[torch.Tensor, int, list[str]]:
+        """Scores (N,) float64, the count of failed reward calls, and their first messages.
+
+        A reward function that returns NaN/inf stops the run (``TrainingFailed`` naming the sample).
+        """
         exs = [examples[i] for i in out.prompt_index.tolist()]
         res = score(self.task, out.texts, exs, timeout_s=self.c.reward_timeout_s)
-        return torch.tensor(res.rewards, dtype=torch.float64), res.errors + res.timeouts, list(res.messages)
+        if res.nonfinite:
+            i = res.nonfinite[0]
+            raise TrainingFailed(
+                f"reward of sample {i} (prompt_id {exs[i].prompt_id}, prompt {exs[i].prompt!r}, "
+                f"completion {out.texts[i]!r}) is not finite (nan or inf); fix the reward function of task {self.c.task!r}"
+            )
+        return torch.tensor(res.rewards, dtype=torch.float64), res.failed, list(res.messages)
 
     def run_probes(self, step: int, train_examples: list, train_out, train_baselines: dict[str, torch.Tensor]) -> pd.DataFrame:
         """Monte-Carlo truth for the probe prompts, and each estimator's baseline error there.
@@ -298,7 +311,7 @@ class Trainer:
                     raise TrainingFailed(f"non-finite gradient norm ({float(gn)})")
                 self.opt.step()
                 diag["actor/grad_norm"] = float(gn)
-                diag["actor/entropy"] = float((ent.float() * m).sum() / m.sum().clamp(min=1))
+                diag["actor/entropy"] = float((ent.detach().float() * m).sum() / m.sum().clamp(min=1))
                 diag["loss/total"] = float(loss.detach())
                 for k, v in diag.items():
                     sums[k] = sums.get(k, 0.0) + float(v)
@@ -320,7 +333,6 @@ class Trainer:
                 out = self.generate(examples, c.rollouts_per_prompt)  # rollouts of prompt i: rows i*G..
                 t_roll = time.perf_counter() - t0
                 rewards, n_err, err_msgs = self.rewards(examples, out)
-                _check_rewards(rewards, examples, out)
                 pids = torch.tensor([examples[i].prompt_id for i in out.prompt_index.tolist()], dtype=torch.long)
                 batch = RewardBatch(rewards, pids, step=step)
                 adv = self.estimator(batch)
@@ -412,16 +424,6 @@ def _take(it, n):
         if i >= n:
             return
         yield x
-
-
-def _check_rewards(rewards: torch.Tensor, examples, out) -> None:
-    bad = ~torch.isfinite(rewards)
-    if bool(bad.any()):
-        i = int(bad.nonzero()[0, 0])
-        ex = examples[int(out.prompt_index[i])]
-        raise TrainingFailed(
-            f"reward of sample {i} (prompt_id {ex.prompt_id}, prompt {ex.prompt!r}, completion {out.texts[i]!r}) is {float(rewards[i])}"
-        )
 
 
 def train(config: TrainConfig | None = None, *, resume: str | Path | None = None) -> Path:

@@ -19,7 +19,7 @@ baseline. **Reconstruction** (each uncertain choice is a parameter):
    clipped to [0, 1]; ``drift="multiplicative"``: V = κ·μ, r_j/μ_j estimates κ with
    variance (1 − μ_j)/μ_j, w_j ∝ μ_j/(1 − μ_j), b_i = μ_i · Σ w_j r_j/μ_j / Σ w_j;
 4. β = argmin over the grid of Σ_{j∈S} (r_j − b_j(β))², with leave-one-out b_j;
-5. A_i = r_i − b_i for i ∈ S, A_i = r_i (baseline 0) otherwise; ``norm_by_std`` divides by
+5. A_i = r_i − b_i for i ∈ S, A_i = r_i (baseline 0) otherwise (``fallback="prior"`` uses μ_i instead); ``norm_by_std`` divides by
    the batch std (unknown in the paper, off by default).
 
 One more choice is the lab's own: ``beta_selection="crossfit"`` (default) splits the
@@ -76,6 +76,8 @@ class BASIS(Estimator):
         max_samples: samples kept per prompt (a ring buffer: the newest replace the oldest).
         clip_baseline: clip baselines to [0, 1] (rewards are in [0, 1]).
         norm_by_std: divide advantages by the batch std of rewards (+1e-6).
+        fallback: baseline of prompts outside the active set: ``zero`` (the paper: A = r) or
+            ``prior`` (their μ, which is near 0 or 1 there, so A ≈ r − μ: a lab option).
 
     ``set_reference(prompt_ids, rewards)`` loads the offline stage: reference-model samples.
 
@@ -108,6 +110,7 @@ class BASIS(Estimator):
         max_samples: int = 64,
         clip_baseline: bool = True,
         norm_by_std: bool = False,
+        fallback: str = "zero",
     ):
         betas = tuple(float(b) for b in betas)
         if not betas or not all(math.isfinite(b) and b > 0 for b in betas):
@@ -120,6 +123,9 @@ class BASIS(Estimator):
             raise ValueError(f"beta_selection: choose 'crossfit' or 'batch', got {beta_selection!r}")
         if not (0.0 <= default_prior <= 1.0):
             raise ValueError(f"default_prior: must be in [0, 1], got {default_prior}")
+        if fallback not in ("zero", "prior"):
+            raise ValueError(f"fallback: choose 'zero' (the paper) or 'prior', got {fallback!r}")
+        self.fallback = fallback
         if int(max_samples) < 1:
             raise ValueError(f"max_samples: must be >= 1, got {max_samples}")
         self.betas, self.eps, self.drift, self.beta_selection = betas, float(eps), drift, beta_selection
@@ -252,7 +258,8 @@ class BASIS(Estimator):
         idx = torch.arange(r.shape[0])
         base = b_all[pick, idx]
         act = active[pick, idx]
-        base = torch.where(act, base, torch.zeros_like(base))
+        fallback = torch.zeros_like(base) if self.fallback == "zero" else mu[pick, idx]
+        base = torch.where(act, base, fallback)
         adv = r - base
         if self.norm_by_std and r.numel() > 1:
             adv = adv / (r.std() + 1e-6)

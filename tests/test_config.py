@@ -1,0 +1,103 @@
+"""TrainConfig validation and the CLI generated from it."""
+
+import json
+
+import pytest
+
+from lab import cli
+from lab.cliargs import field_docs
+from lab.config import ConfigError, TrainConfig
+
+
+@pytest.mark.parametrize(
+    "changes, field, fix",
+    [
+        ({"estimator": "grpox"}, "estimator", "choose one of"),
+        ({"estimator": "kae", "estimator_params": {"bandwidth": 2}}, "estimator_params", "valid parameters"),
+        ({"loss": "ppo2"}, "loss", "choose one of"),
+        ({"clip_measure": "kl9"}, "clip_measure", "choose one of"),
+        ({"clip_delta": 0.0}, "clip_delta", "must be > 0"),
+        ({"clip_delta": -0.1}, "clip_delta", "must be > 0"),
+        ({"clip_delta": float("nan")}, "clip_delta", "finite"),
+        ({"clip_delta_low": 1.2}, "clip_delta_low", "< 1"),
+        ({"clip_measure": "kl3", "clip_delta_high": 0.3}, "clip_delta_high", "ratio only"),
+        ({"loss_agg": "mean"}, "loss_agg", "choose one of"),
+        ({"rollouts_per_prompt": 0}, "rollouts_per_prompt", ">= 1"),
+        ({"prompts_per_step": 2.5}, "prompts_per_step", "integer"),
+        ({"steps": 0}, "steps", ">= 1"),
+        ({"lr": 0.0}, "lr", "> 0"),
+        ({"kl_coef": 0.1}, "kl_coef", "--use-ref-model"),
+        ({"kl_estimator": "k4"}, "kl_estimator", "choose one of"),
+        ({"top_p": 1.5}, "top_p", "<= 1"),
+        ({"temperature": 0}, "temperature", "> 0"),
+        ({"minibatches": 1000}, "minibatches", "lower --minibatches"),
+        ({"probe_samples": 1}, "probe_samples", ">= 2"),
+        ({"probe_set": "all"}, "probe_set", "fixed or batch"),
+        ({"device": "tpu"}, "device", "choose auto"),
+        ({"task": "chess"}, "task", "choose one of"),
+        ({"run_name": "a/b"}, "run_name", "plain folder name"),
+        ({"rollout_backend": "sglang"}, "rollout_backend", "choose one of"),
+    ],
+)
+def test_invalid_values_name_the_field_and_the_fix(changes, field, fix):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig(**changes)
+    assert str(e.value).startswith(f"{field}:")
+    assert fix in str(e.value)
+
+
+def test_config_round_trips_through_json():
+    c = TrainConfig(estimator="kae", estimator_params={"h": 0.3}, shadow_estimators=("grpo", "rloo"), clip_delta_high=0.28)
+    back = TrainConfig.from_dict(json.loads(c.to_json()))
+    assert back == c
+
+
+def test_unknown_fields_in_a_saved_config_are_rejected():
+    with pytest.raises(ConfigError, match="unknown config fields"):
+        TrainConfig.from_dict({"estimatr": "grpo"})
+
+
+def test_every_field_has_a_one_line_help_docstring():
+    docs = field_docs(TrainConfig)
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        assert docs.get(f.name), f"TrainConfig.{f.name} has no docstring"
+
+
+def test_every_config_field_is_a_train_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    import dataclasses
+
+    for f in dataclasses.fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in out
+    for flag in ("--estimator", "--loss", "--rollouts-per-prompt", "--prompts-per-step", "--steps", "--seed",
+                 "--output-dir", "--device", "--quiet", "--resume", "--config"):
+        assert flag in out
+
+
+def test_config_file_sets_defaults_and_flags_override(tmp_path, monkeypatch):
+    import argparse
+
+    from lab.cliargs import add_dataclass_args, build_config, load_config_file
+
+    f = tmp_path / "c.yaml"
+    f.write_text("estimator: rloo\nsteps: 7\nestimator-params: {}\nshadow_estimators: [grpo]\n")
+    p = argparse.ArgumentParser()
+    add_dataclass_args(p, TrainConfig)
+    args = p.parse_args(["--steps", "9", "--quiet"])
+    c = build_config(TrainConfig, args, load_config_file(f))
+    assert (c.estimator, c.steps, c.quiet, c.shadow_estimators) == ("rloo", 9, True, ("grpo",))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"stepz": 3}))
+    with pytest.raises(ValueError, match="unknown field 'stepz'"):
+        build_config(TrainConfig, p.parse_args([]), load_config_file(bad))
+
+
+def test_cli_reports_a_bad_flag_value_without_writing_a_run(tmp_path, capsys):
+    rc = cli.main(["train", "--clip-delta", "-1", "--output-dir", str(tmp_path), "--quiet"])
+    assert rc == 2
+    assert "clip_delta" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
