@@ -363,17 +363,16 @@ def test_kae_window_grows_with_step_or_stays_fixed():
     assert float(kernel_weights(torch.tensor(1.0), "gaussian")) == pytest.approx(math.exp(-0.5))
 
 
-def test_kae_memory_stays_bounded_over_many_steps_with_prompt_reuse():
-    kae = KAE(h=0.1)
-    sizes = []
+def test_kae_memory_holds_only_entries_inside_the_kernel_window():
     gen = torch.Generator().manual_seed(0)
-    for t in range(200):
-        ids = torch.arange(8) + 8 * (t // 5)  # each prompt reused 5 steps
-        kae(RewardBatch((torch.rand(16, generator=gen) < 0.5).double(), ids.repeat(2), step=t))
-        sizes.append(kae.history_size)
-    # window at t=200 is 20 steps; at most 8 prompts per step are remembered
-    assert max(sizes) <= 8 * 21
-    assert max(sizes[150:]) <= max(sizes[50:100]) + 8  # plateaus instead of growing with t
+    for kae in (KAE(h=0.1), KAE(width=4.0)):
+        for t in range(200):
+            ids = torch.arange(8) + 8 * (t // 5)  # 8 prompts per step, each reused 5 steps
+            kae(RewardBatch((torch.rand(16, generator=gen) < 0.5).double(), ids.repeat(2), step=t))
+            # one (prompt, step) entry per prompt and step still inside the window of step t+1
+            assert kae.history_size <= 8 * math.ceil(kae.window(t + 1)), (t, kae.history_size)
+        if kae.width is not None:
+            assert kae.history_size <= 8 * 4  # fixed width: constant memory, not growing with t
 
 
 def test_basis_soft_value_lies_between_mean_and_max():
