@@ -16,6 +16,8 @@ def run_summary(run: Run, *, window: int = 5) -> dict:
     """One row for a run: its config essentials, accuracy at start and end, and its status.
 
     ``acc_start``/``acc_end``: mean training accuracy over the first/last ``window`` steps;
+    ``heldout_acc_start``/``heldout_acc_end``: ``eval/accuracy`` (fixed test prompts) at the
+    first and last eval step;
     ``probe_acc_start``/``probe_acc_end``: Monte-Carlo accuracy on the probe prompts at the
     first and last probe step (when probes ran).
     """
@@ -32,6 +34,11 @@ def run_summary(run: Run, *, window: int = 5) -> dict:
         acc = m.sort_values("step")["reward/accuracy"]
         row["acc_start"] = float(acc.head(window).mean())
         row["acc_end"] = float(acc.tail(window).mean())
+    if "eval/accuracy" in m:
+        ev = m.dropna(subset=["eval/accuracy"]).sort_values("step")["eval/accuracy"]
+        if len(ev):
+            row["heldout_acc_start"] = float(ev.iloc[0])
+            row["heldout_acc_end"] = float(ev.iloc[-1])
     if "probe/accuracy" in m:
         pa = m.dropna(subset=["probe/accuracy"]).sort_values("step")["probe/accuracy"]
         if len(pa):

@@ -53,8 +53,8 @@ class TrainConfig:
     """Distinct prompts per training step."""
     steps: int = 40
     """Number of training steps."""
-    lr: float = 3e-4
-    """Learning rate (AdamW)."""
+    lr: float = 1e-4
+    """Learning rate (AdamW); 1e-4 suits the tiny model (3e-4 and above make its held-out accuracy fall)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -87,6 +87,12 @@ class TrainConfig:
     """Probe prompts per probe step whose true value is measured by Monte Carlo."""
     probe_samples: int = 64
     """Monte-Carlo samples per probe prompt (M)."""
+    eval_every: int = 10
+    """Held-out accuracy every this many steps (0 disables); also at the last step."""
+    eval_prompts: int = 64
+    """Fixed test-split prompts of the held-out evaluation."""
+    eval_samples: int = 4
+    """Samples per eval prompt (at the training temperature): eval/accuracy is their mean reward."""
     checkpoint_every: int = 10
     """Save a checkpoint every this many steps (and at the end); resume starts from the newest."""
     keep_checkpoints: int = 2
@@ -211,6 +217,9 @@ def validate(c: TrainConfig) -> None:
     _need(c.probe_set in ("fixed", "batch"), "probe_set", f"choose fixed or batch, got {c.probe_set!r}")
     pos_int("probe_prompts")
     pos_int("probe_samples", 2)
+    pos_int("eval_every", 0)
+    pos_int("eval_prompts")
+    pos_int("eval_samples")
     pos_int("checkpoint_every", 0)
     pos_int("keep_checkpoints", 0)
     num("reward_timeout_s", 0, lo_open=True)

@@ -16,12 +16,15 @@ from lab.train import train
 
 DEMO = dict(
     rollouts_per_prompt=4,
-    prompts_per_step=16,
-    steps=40,
-    prompt_reuse=4,
-    lr=3e-4,
+    prompts_per_step=32,
+    steps=80,
+    prompt_reuse=2,
+    lr=1e-4,
+    eval_every=10,
+    eval_prompts=128,
+    eval_samples=4,
     probe_set="batch",
-    probe_every=5,
+    probe_every=10,
     probe_prompts=16,
     probe_samples=64,
     checkpoint_every=0,
@@ -61,10 +64,12 @@ def print_comparison(runs) -> None:
     import pandas as pd
 
     table = compare.runs_table(runs)
-    curves = {r.name: compare.sparkline(r.metrics.sort_values("step")["reward/accuracy"].tolist()) for r in runs}
-    table["accuracy curve"] = table["run"].map(curves)
+    curves = {r.name: compare.sparkline(r.metrics.dropna(subset=["eval/accuracy"]).sort_values("step")["eval/accuracy"].tolist())
+              for r in runs}
+    table["held-out curve"] = table["run"].map(curves)
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.3f}".format):
-        print("\nTraining (accuracy = fraction of rollouts with reward 1; probe = Monte-Carlo on probe prompts)")
+        print("\nTraining. acc = fraction of training rollouts with reward 1 (first/last 5 steps);")
+        print("heldout = eval/accuracy on fixed test prompts (first/last eval); probe = Monte-Carlo value of the probed prompts")
         print(table.drop(columns=["status"]).to_string(index=False))
         mse = compare.value_mse_table(runs)
         if not mse.empty:
@@ -72,4 +77,6 @@ def print_comparison(runs) -> None:
             print("\nValue MSE of each estimator's baseline against Monte-Carlo truth (lower is better;")
             print("every estimator scored on the same rollouts in each run, SE^2 of the truth subtracted)")
             print(mse.to_string())
+            print("(basis is built for one rollout per prompt; here it runs in shadow with G > 1 and online priors,\n"
+                  " and prompts whose prior is 0 or 1 fall back to a zero baseline as in the paper, which dominates its error)")
     print(f"\nRuns are in {Path(runs[0].path).parent}/ — open them with lab.runs.load_run(path) or `lab runs list {Path(runs[0].path).parent}`.")

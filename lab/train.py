@@ -163,6 +163,7 @@ class Trainer:
         self.probe_est = {n: estimators.get(n, **(c.estimator_params if n == c.estimator else {})) for n in self.est_names}
         self.schedule = PromptSchedule(self.task, seed=c.seed, per_step=c.prompts_per_step, reuse=c.prompt_reuse)
         self.probe_examples = list(_take(self.task.examples("test", c.seed + 10_000), c.probe_prompts))
+        self.eval_examples = _distinct(self.task.examples("test", c.seed + 20_000), c.eval_prompts)
         self.stop = list(getattr(self.task, "stop", []) or [])
         self.start_step = 0
         self.writer: runs.RunWriter | None = None
@@ -270,6 +271,12 @@ class Trainer:
         truth = probes.estimate_values(sample_rewards, exs, c.probe_samples)
         return probes.value_errors(truth, prompt_index, baselines, step=step, prompt_ids=[e.prompt_id for e in exs])
 
+    def evaluate(self) -> dict[str, float]:
+        """Held-out accuracy: mean reward of ``eval_samples`` samples on each fixed eval prompt."""
+        out = self.generate(self.eval_examples, self.c.eval_samples)
+        r, n_err, _ = self.rewards(self.eval_examples, out)
+        return {"eval/accuracy": float((r >= 1.0 - 1e-6).double().mean()), "eval/reward_mean": float(r.mean())}
+
     def update(self, out, advantages: torch.Tensor) -> dict[str, float]:
         """PPO epochs over the step's rollouts; returns averaged loss diagnostics."""
         c, dev = self.c, self.device
@@ -341,6 +348,7 @@ class Trainer:
                 probe_df = None
                 if c.probe_every and (step % c.probe_every == 0 or step == c.steps - 1):
                     probe_df = self.run_probes(step, examples, out, baselines)
+                evals = self.evaluate() if c.eval_every and (step % c.eval_every == 0 or step == c.steps - 1) else {}
                 diag = self.update(out, adv.advantages)
                 dt = time.perf_counter() - t0
                 n_tok = int(out.completion_mask.sum())
@@ -363,6 +371,7 @@ class Trainer:
                     "perf/step_time_s": dt,
                     "perf/rollout_time_s": t_roll,
                     **{f"est/{k}": float(v) for k, v in adv.info.items()},
+                    **evals,
                 }
                 if probe_df is not None:
                     metrics.update(probes.summarize(probe_df))
@@ -417,6 +426,18 @@ class Trainer:
             df[f"baseline__{n}"] = a.baselines.double().cpu().numpy()
             df[f"advantage__{n}"] = a.advantages.double().cpu().numpy()
         return df
+
+
+def _distinct(it, n: int, max_draws: int = 100_000) -> list:
+    """The first ``n`` examples with distinct prompt ids (fewer if the stream runs out)."""
+    seen, out = set(), []
+    for i, ex in enumerate(it):
+        if len(out) >= n or i >= max_draws:
+            break
+        if ex.prompt_id not in seen:
+            seen.add(ex.prompt_id)
+            out.append(ex)
+    return out
 
 
 def _take(it, n):
