@@ -23,7 +23,7 @@ MODEL = str(ROOT / "data" / "models" / "tiny-arith")
 pytestmark = pytest.mark.slow
 
 SMALL = dict(model=MODEL, rollouts_per_prompt=2, prompts_per_step=4, steps=2, max_new_tokens=6,
-             probe_every=0, checkpoint_every=0, quiet=True, shadow_estimators=())
+             probe_every=0, checkpoint_every=0, quiet=True, shadow_estimators=(), eval_every=0)
 
 
 def _cfg(tmp_path, **kw):
@@ -91,7 +91,7 @@ def test_every_clipping_rule_trains_end_to_end(tmp_path, kw):
 
 def test_shadow_estimators_and_probes_are_recorded(tmp_path):
     cfg = _cfg(tmp_path, estimator="kae", shadow_estimators=("all",), probe_every=1, probe_prompts=3,
-               probe_samples=8, prompt_reuse=2, run_name="p")
+               probe_samples=8, prompt_reuse=2, run_name="p", eval_every=1, eval_prompts=5, eval_samples=2)
     run = runs.load_run(train(cfg))
     others = [n for n in estimators.available() if n != "kae"]
     for n in others:
@@ -105,6 +105,22 @@ def test_shadow_estimators_and_probes_are_recorded(tmp_path):
     assert (run.probes.groupby(["step", "estimator"]).size() == 3).all()
     for n in estimators.available():
         assert f"probe/value_mse/{n}" in run.metrics
+    assert run.metrics["eval/accuracy"].between(0, 1).all() and len(run.metrics) == 2
+
+
+def test_batch_probes_score_the_baselines_training_used(tmp_path):
+    cfg = _cfg(tmp_path, estimator="grpo", shadow_estimators=("rloo",), probe_set="batch", probe_every=1,
+               probe_prompts=2, probe_samples=6, run_name="b")
+    run = runs.load_run(train(cfg))
+    s = run.samples
+    for step in (0, 1):
+        pr = run.probes[(run.probes["step"] == step) & (run.probes["estimator"] == "rloo")]
+        st_ = s[s["step"] == step]
+        # the probed prompts are the step's first two prompts; baseline_mean is the mean of rloo's baselines there
+        first_two = list(dict.fromkeys(st_["prompt_id"]))[:2]
+        assert sorted(pr["prompt_id"]) == sorted(first_two)
+        for pid, bm in zip(pr["prompt_id"], pr["baseline_mean"]):
+            assert abs(st_[st_["prompt_id"] == pid]["baseline__rloo"].mean() - bm) < 1e-12
 
 
 def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path):
@@ -135,7 +151,7 @@ def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path):
 def test_kill_minus_nine_leaves_a_readable_interrupted_run_that_resumes_identically(tmp_path):
     args = ["--model", MODEL, "--rollouts-per-prompt", "2", "--prompts-per-step", "4", "--steps", "8",
             "--max-new-tokens", "6", "--probe-every", "0", "--checkpoint-every", "1", "--quiet",
-            "--estimator", "kae", "--prompt-reuse", "2", "--shadow-estimators", "grpo"]
+            "--estimator", "kae", "--prompt-reuse", "2", "--shadow-estimators", "grpo", "--eval-every", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     straight = subprocess.run([sys.executable, "-m", "lab.cli", "train", *args, "--output-dir", str(tmp_path), "--run-name", "straight"],
                               env=env, capture_output=True, text=True, timeout=300)
