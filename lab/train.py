@@ -26,6 +26,7 @@ import torch
 from lab import estimators, losses, models, probes, rollout, runs, tasks
 from lab.config import TrainConfig
 from lab.estimators import RewardBatch
+from lab.tasks.base import distinct_examples
 from lab.tasks.scoring import score
 
 
@@ -163,7 +164,7 @@ class Trainer:
         self.probe_est = {n: estimators.get(n, **(c.estimator_params if n == c.estimator else {})) for n in self.est_names}
         self.schedule = PromptSchedule(self.task, seed=c.seed, per_step=c.prompts_per_step, reuse=c.prompt_reuse)
         self.probe_examples = list(_take(self.task.examples("test", c.seed + 10_000), c.probe_prompts))
-        self.eval_examples = _distinct(self.task.examples("test", c.seed + 20_000), c.eval_prompts)
+        self.eval_examples = distinct_examples(self.task.examples("test", c.seed + 20_000), c.eval_prompts)
         self.stop = list(getattr(self.task, "stop", []) or [])
         self.start_step = 0
         self.writer: runs.RunWriter | None = None
@@ -426,18 +427,6 @@ class Trainer:
             df[f"baseline__{n}"] = a.baselines.double().cpu().numpy()
             df[f"advantage__{n}"] = a.advantages.double().cpu().numpy()
         return df
-
-
-def _distinct(it, n: int, max_draws: int = 100_000) -> list:
-    """The first ``n`` examples with distinct prompt ids (fewer if the stream runs out)."""
-    seen, out = set(), []
-    for i, ex in enumerate(it):
-        if len(out) >= n or i >= max_draws:
-            break
-        if ex.prompt_id not in seen:
-            seen.add(ex.prompt_id)
-            out.append(ex)
-    return out
 
 
 def _take(it, n):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Iterable, Iterator, Protocol, runtime_checkable
 
 from lab.registry import Registry
 
@@ -106,6 +106,30 @@ def check_split(split: str) -> str:
     return split
 
 
+def distinct_examples(examples: Iterable[Example], n: int, *, max_draws: int | None = None) -> list[Example]:
+    """The first ``n`` examples with distinct prompts from a stream (fewer if it ends first).
+
+    Gives up after ``max_draws`` draws (default ``100 * n + 1000``), for problem spaces
+    smaller than ``n``.
+
+    >>> exs = [Example(1, "a", "1"), Example(1, "a", "1"), Example(2, "b", "2")]
+    >>> [e.prompt for e in distinct_examples(exs, 5)]
+    ['a', 'b']
+    """
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    limit = 100 * n + 1000 if max_draws is None else max_draws
+    seen: set[str] = set()
+    out: list[Example] = []
+    for i, ex in enumerate(examples):
+        if len(out) >= n or i >= limit:
+            break
+        if ex.prompt not in seen:
+            seen.add(ex.prompt)
+            out.append(ex)
+    return out
+
+
 class TaskBase:
     """Conveniences shared by the built-in tasks, all built on ``examples(split, seed)``.
 
@@ -136,18 +160,7 @@ class TaskBase:
         Stops early (returning fewer) when the stream ends, or after ``max_draws`` draws
         (default ``100 * n + 1000``) when the problem space has fewer than ``n`` prompts.
         """
-        if n < 0:
-            raise ValueError(f"n must be >= 0, got {n}")
-        limit = 100 * n + 1000 if max_draws is None else max_draws
-        seen: set[str] = set()
-        out: list[Example] = []
-        for i, ex in enumerate(self.examples(split, seed)):
-            if len(out) >= n or i >= limit:
-                break
-            if ex.prompt not in seen:
-                seen.add(ex.prompt)
-                out.append(ex)
-        return out
+        return distinct_examples(self.examples(split, seed), n, max_draws=max_draws)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
