@@ -184,21 +184,21 @@ class BASIS(Estimator):
     # --- estimate -----------------------------------------------------------------------------
     def priors(self, prompt_ids: torch.Tensor) -> torch.Tensor:
         """μ_β for each rollout and each β of the grid: (B, N) float64 (``default_prior`` if unseen)."""
-        pid = prompt_ids.cpu().long()
-        n = pid.shape[0]
-        out = torch.full((len(self.betas), n), self.default_prior, dtype=torch.float64)
+        g = group_by(prompt_ids.cpu().long())  # priors are per prompt: compute once per distinct id
+        pid = g.ids
+        out = torch.full((len(self.betas), pid.shape[0]), self.default_prior, dtype=torch.float64)
         if self._ids.numel() == 0:
-            return out
+            return out[:, g.index]
         row = torch.searchsorted(self._ids, pid).clamp(max=self._ids.numel() - 1)
         found = self._ids[row] == pid
-        samples = self._bank[row]  # (N, m)
+        samples = self._bank[row]  # (P, m)
         valid = ~torch.isnan(samples) & found[:, None]
         has = valid.any(1)
-        samples = torch.nan_to_num(samples, nan=0.0)
+        samples = torch.nan_to_num(samples[has], nan=0.0)
+        valid = valid[has]
         for k, beta in enumerate(self.betas):
-            mu = soft_value(samples[has], valid[has], beta)
-            out[k, has] = mu
-        return out
+            out[k, has] = soft_value(samples, valid, beta)
+        return out[:, g.index]
 
     def _baselines(self, r: torch.Tensor, mu: torch.Tensor, active: torch.Tensor, pool: torch.Tensor):
         """Leave-one-out BLUE baselines for every β at once.
