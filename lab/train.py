@@ -351,6 +351,7 @@ class Trainer:
                     probe_df = self.run_probes(step, examples, out, baselines)
                 evals = self.evaluate() if c.eval_every and (step % c.eval_every == 0 or step == c.steps - 1) else {}
                 diag = self.update(out, adv.advantages)
+                self.backend.sync_weights(self.model)  # vLLM copies the new weights; hf shares the model (no-op)
                 dt = time.perf_counter() - t0
                 n_tok = int(out.completion_mask.sum())
                 lengths = out.completion_mask.sum(1).float()

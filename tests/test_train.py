@@ -215,3 +215,13 @@ def test_a_bad_model_path_writes_no_run_directory(tmp_path):
     with pytest.raises((ValueError, OSError)):
         train(_cfg(tmp_path, model=str(tmp_path / "no-such-model"), run_name="x"))
     assert not (tmp_path / "x").exists()
+
+
+def test_trainer_syncs_rollout_weights_after_every_update(tmp_path, monkeypatch):
+    from lab.rollout.hf import HFBackend
+
+    calls = []
+    orig = HFBackend.sync_weights
+    monkeypatch.setattr(HFBackend, "sync_weights", lambda self, model: (calls.append(model), orig(self, model)))
+    train(_cfg(tmp_path, steps=3, run_name="sync"))
+    assert len(calls) == 3
