@@ -136,7 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     _runs_parser(sub)
     _demo_parser(sub)
     args = parser.parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except BrokenPipeError:  # e.g. `lab runs show RUN | head`: the reader left, nothing went wrong
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
