@@ -98,7 +98,50 @@ def torchloop_grpo(r, ids, norm=True, eps=1e-6):
     return out.tolist()
 
 
-TORCH_LOOPS = {"grpo": torchloop_grpo, "dr_grpo": lambda r, ids: torchloop_grpo(r, ids, norm=False)}
+def torchloop_rloo(r, ids):
+    scores = torch.tensor(r, dtype=torch.float64)
+    id2score = defaultdict(list)
+    for i, p in enumerate(ids):
+        id2score[p].append(scores[i])
+    mean = {p: (torch.mean(torch.stack(v)) if len(v) > 1 else torch.tensor(0.0, dtype=torch.float64)) for p, v in id2score.items()}
+    out = scores.clone()
+    for i, p in enumerate(ids):
+        n = len(id2score[p])
+        if n > 1:
+            out[i] = scores[i] * n / (n - 1) - mean[p] * n / (n - 1)
+    return out.tolist()
+
+
+def torchloop_rpp_baseline(r, ids):
+    centred = torch.tensor(torchloop_grpo(r, ids, norm=False), dtype=torch.float64)
+    return ((centred - centred.mean()) * torch.rsqrt(centred.var() + 1e-8)).tolist()
+
+
+def torchloop_krpo(r, ids, q=1e-5, rr=1e-2):
+    """Per prompt, a small filter object fed the group's returns one by one (the reference code's shape)."""
+    scores = torch.tensor(r, dtype=torch.float64)
+    id2idx = defaultdict(list)
+    for i, p in enumerate(ids):
+        id2idx[p].append(i)
+    out = torch.zeros_like(scores)
+    for idx in id2idx.values():
+        x, p = torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)
+        for i in idx:
+            pm = p + q
+            k = pm / (pm + rr)
+            x = x + k * (scores[i] - x)
+            p = (1 - k) * pm
+            out[i] = (scores[i] - x) / (torch.sqrt(p) + 1e-8)
+    return out.tolist()
+
+
+TORCH_LOOPS = {
+    "grpo": torchloop_grpo,
+    "dr_grpo": lambda r, ids: torchloop_grpo(r, ids, norm=False),
+    "rloo": torchloop_rloo,
+    "reinforce_plus_plus_baseline": torchloop_rpp_baseline,
+    "krpo": torchloop_krpo,
+}
 
 
 LOOPS = {
