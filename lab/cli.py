@@ -43,6 +43,9 @@ def _cmd_train(args) -> int:
     except TrainingFailed as e:
         print(f"lab train: run failed: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("lab train: interrupted; continue with `lab train --resume RUN_DIR` (from its newest checkpoint)", file=sys.stderr)
+        return 130
     print(run_dir)
     return 0
 

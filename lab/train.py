@@ -380,8 +380,8 @@ class Trainer:
                     self.writer.log_probes(step, probe_df)
                 self.writer.log_samples(step, self._samples_frame(step, examples, out, rewards, pids, adv, shadow))
                 self.writer.log_metrics(metrics)
-                if err_msgs:
-                    bar.write(f"step {step}: {n_err} reward error(s), e.g. {err_msgs[0]}") if not c.quiet else None
+                if err_msgs and not c.quiet:
+                    bar.write(f"step {step}: {n_err} reward error(s), e.g. {err_msgs[0]}")
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}")
                 last = step == c.steps - 1
                 if (c.checkpoint_every and (step + 1) % c.checkpoint_every == 0) or last:
