@@ -18,7 +18,9 @@ baseline. **Reconstruction** (each uncertain choice is a parameter):
    weights w_j ∝ 1/(μ_j(1 − μ_j)), b_i = μ_i + Σ_{j∈S, j≠i} w_j (r_j − μ_j) / Σ_{j∈S, j≠i} w_j,
    clipped to [0, 1]; ``drift="multiplicative"``: V = κ·μ, r_j/μ_j estimates κ with
    variance (1 − μ_j)/μ_j, w_j ∝ μ_j/(1 − μ_j), b_i = μ_i · Σ w_j r_j/μ_j / Σ w_j;
-4. β = argmin over the grid of Σ_{j∈S} (r_j − b_j(β))², with leave-one-out b_j;
+4. β = argmin over the grid of Σ_j (r_j − b_j(β))² over the batch, with the baseline each
+   rollout would get under β: leave-one-out b_j for j ∈ S_β, the fallback outside S_β (a sum
+   over S_β alone would favour the β with the smallest active set);
 5. A_i = r_i − b_i for i ∈ S, A_i = r_i (baseline 0) otherwise (``fallback="prior"`` uses μ_i instead); ``norm_by_std`` divides by
    the batch std (unknown in the paper, off by default).
 
@@ -75,7 +77,8 @@ class BASIS(Estimator):
         default_prior: μ for a prompt with no samples at all.
         max_samples: samples kept per prompt (a ring buffer: the newest replace the oldest).
         clip_baseline: clip baselines to [0, 1] (rewards are in [0, 1]).
-        norm_by_std: divide advantages by the batch std of rewards (+1e-6).
+        norm_by_std: divide advantages by the batch std of rewards (+1e-6); a batch whose
+            rewards are all equal is not rescaled (std taken as 1).
         fallback: baseline of prompts outside the active set: ``zero`` (the paper: A = r) or
             ``prior`` (their μ, which is near 0 or 1 there, so A ≈ r − μ: a lab option).
 
@@ -227,12 +230,20 @@ class BASIS(Estimator):
         return b.clamp(0.0, 1.0) if self.clip_baseline else b
 
     def _select_beta(self, r, mu, active, pool) -> int:
-        """Index of the β whose leave-one-out baselines best fit the pooled rewards (first on ties)."""
+        """Index of the β whose baselines best fit the pooled rewards (first on ties).
+
+        The squared error runs over *every* pooled rollout, each with the baseline it would
+        get under that β: leave-one-out in the active set, the fallback outside it. Summing
+        over the active set alone would reward a β that merely shrinks the set (fewer terms),
+        and it did: the smallest β, which pushes confident prompts' μ past 1 − ε, won.
+        """
         b = self._baselines(r, mu, active, pool)
         use = active & pool[None, :]
         if not bool(use.any()):
             return -1
-        loss = torch.where(use, (r[None, :] - b) ** 2, torch.zeros_like(b)).sum(1)  # (B,)
+        fallback = torch.zeros_like(b) if self.fallback == "zero" else mu
+        used = torch.where(active, b, fallback)  # (B, N)
+        loss = torch.where(pool[None, :], (r[None, :] - used) ** 2, torch.zeros_like(b)).sum(1)  # (B,)
         return int(torch.argmin(loss))
 
     def compute(self, batch: RewardBatch) -> Advantages:
@@ -262,7 +273,8 @@ class BASIS(Estimator):
         base = torch.where(act, base, fallback)
         adv = r - base
         if self.norm_by_std and r.numel() > 1:
-            adv = adv / (r.std() + 1e-6)
+            std = r.std()  # rewards without spread are not rescaled (r − b need not be 0 there)
+            adv = adv / ((std if bool(std > 0) else torch.ones_like(std)) + 1e-6)
         info = {"active_frac": float(act.double().mean()), **info_beta}
         dev, dt = batch.rewards.device, batch.rewards.dtype
         return Advantages(finite_or_raise("basis", adv.to(device=dev, dtype=dt)), base.to(device=dev, dtype=dt), info)

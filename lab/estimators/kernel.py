@@ -67,6 +67,9 @@ class KAE(Estimator):
         empty_baseline: the baseline when there is nothing to average (G = 1 and no history).
         std_norm: ``none`` (paper's form), ``group`` or ``batch``: divide advantages by the
             unbiased std of rewards in the group / batch (+1e-6); a reconstruction option.
+            Rewards without spread (a singleton, or all equal) are not rescaled (std taken
+            as 1, GRPO's singleton convention): unlike GRPO's, KAE's r − b need not be 0
+            there, and dividing it by 1e-6 would blow it up a million times.
 
     Memory: one entry (prompt, step, reward sum, count) per prompt and step; after each step,
     entries whose kernel weight is 0 now are dropped — with h < 1 or a fixed width they stay
@@ -171,8 +174,10 @@ class KAE(Estimator):
         self._last_step = max(self._last_step, batch.step)
         # prune: an entry with zero weight now has zero weight at every later step when the
         # window cannot outgrow the distance (h < 1 or fixed width); otherwise keep everything.
+        # "Now" is the last observed step: compute() still accepts that step (another batch of
+        # the same step), so an entry must be kept while it weighs anything there.
         if self.width is not None or self.h < 1:
-            probe = self._last_step + 1
+            probe = self._last_step
             u = (probe - self._step).double() / self.window(probe)
             keep = kernel_weights(u, self.kernel, rho=self.rho, cutoff=self.cutoff) > 0
             self._pid, self._step, self._sum, self._cnt = self._pid[keep], self._step[keep], self._sum[keep], self._cnt[keep]
@@ -206,9 +211,11 @@ class KAE(Estimator):
         if self.std_norm == "group":
             mean = g.sum(rew) / g.counts.double()
             var = g.sum((rew - mean[g.index]) ** 2) / (g.counts.double() - 1).clamp(min=1)
-            adv = adv / (torch.sqrt(var)[g.index] + 1e-6)
+            std = torch.sqrt(var)  # (num,); 0 for singletons and all-equal groups
+            adv = adv / (torch.where(std > 0, std, torch.ones_like(std))[g.index] + 1e-6)
         elif self.std_norm == "batch" and rew.numel() > 1:
-            adv = adv / (rew.std() + 1e-6)
+            std = rew.std()
+            adv = adv / ((std if bool(std > 0) else torch.ones_like(std)) + 1e-6)
         frac = torch.where(den > 0, hist_w[g.index] / den.clamp(min=1e-300), torch.zeros_like(den))
         info = {
             "num_groups": float(g.num),
