@@ -236,6 +236,8 @@ class BASIS(Estimator):
         get under that β: leave-one-out in the active set, the fallback outside it. Summing
         over the active set alone would reward a β that merely shrinks the set (fewer terms),
         and it did: the smallest β, which pushes confident prompts' μ past 1 − ε, won.
+        Losses within 1e-9 (relative) of the minimum count as ties, so rounding that depends
+        on the order of the batch cannot change the pick (permutation equivariance).
         """
         b = self._baselines(r, mu, active, pool)
         use = active & pool[None, :]
@@ -244,7 +246,8 @@ class BASIS(Estimator):
         fallback = torch.zeros_like(b) if self.fallback == "zero" else mu
         used = torch.where(active, b, fallback)  # (B, N)
         loss = torch.where(pool[None, :], (r[None, :] - used) ** 2, torch.zeros_like(b)).sum(1)  # (B,)
-        return int(torch.argmin(loss))
+        best = loss.min()
+        return int(torch.nonzero(loss <= best + 1e-9 * (1.0 + best))[0, 0])
 
     def compute(self, batch: RewardBatch) -> Advantages:
         r = batch.rewards.detach().cpu().double()  # (N,)

@@ -25,7 +25,11 @@ def _group_mean_std(rewards: torch.Tensor, prompt_ids: torch.Tensor):
     """Per-rollout group mean and unbiased std with verl's singleton convention (mean 0, std 1)."""
     g = group_by(prompt_ids)
     counts = g.counts.to(rewards.dtype)  # (num,)
-    mean = g.sum(rewards) / counts  # (num,)
+    # shift by the group minimum, so an all-equal group's mean is exactly its value and its
+    # advantages exactly 0 (sum/n of e.g. five 0.9s is not 0.9 in floating point: A would be ~1e-10)
+    low = torch.full((g.num,), float("inf"), dtype=rewards.dtype, device=rewards.device)
+    low = low.scatter_reduce_(0, g.index, rewards, "amin")  # (num,)
+    mean = low + g.sum(rewards - low[g.index]) / counts  # (num,)
     dev2 = g.sum((rewards - mean[g.index]) ** 2)  # (num,)
     single = g.counts == 1
     std = torch.sqrt(dev2 / torch.clamp(counts - 1, min=1))  # (num,) unbiased
