@@ -9,8 +9,6 @@ restored, so on CPU a resumed run reproduces the uninterrupted one.
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import random
 import shutil
 import time
@@ -99,30 +97,6 @@ def _set_rng_state(st: dict[str, Any]) -> None:
     random.setstate((v, tuple(internal), gauss))
     if "cuda" in st and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _rows(out, idx: torch.Tensor):
-    """The rows ``idx`` of a RolloutOutput (tensors indexed, lists picked)."""
-    vals = {}
-    for f in dataclasses.fields(out):
-        v = getattr(out, f.name)
-        if isinstance(v, torch.Tensor):
-            vals[f.name] = v[idx.to(v.device)]
-        elif isinstance(v, list):
-            vals[f.name] = [v[i] for i in idx.tolist()]
-        else:
-            vals[f.name] = v
-    return type(out)(**vals)
-
-
-def _zero_std_frac(rewards: torch.Tensor, prompt_ids: torch.Tensor) -> float:
-    g = estimators.group_by(prompt_ids)
-    multi = g.counts >= 2
-    if not bool(multi.any()):
-        return 0.0
-    lo = torch.full((g.num,), math.inf, dtype=rewards.dtype).scatter_reduce(0, g.index, rewards, "amin")
-    hi = torch.full((g.num,), -math.inf, dtype=rewards.dtype).scatter_reduce(0, g.index, rewards, "amax")
-    return float(((hi - lo) == 0)[multi].float().mean())
 
 
 def default_run_name(c: TrainConfig) -> str:
@@ -293,7 +267,7 @@ class Trainer:
         for _ in range(c.ppo_epochs):
             perm = torch.randperm(n)
             for mb in torch.chunk(perm, c.minibatches):
-                sub = _rows(out, mb)
+                sub = out.select(mb)
                 mb_dev = mb.to(dev)
                 with autocast:
                     logp, ent = models.completion_logprobs(self.model, sub, with_entropy=True)
@@ -366,7 +340,7 @@ class Trainer:
                     "adv/min": float(adv.advantages.min()),
                     "adv/max": float(adv.advantages.max()),
                     "adv/baseline_mean": float(adv.baselines.mean()),
-                    "batch/zero_std_frac": _zero_std_frac(rewards, pids),
+                    "batch/zero_std_frac": estimators.zero_std_frac(rewards, estimators.group_by(pids)),
                     "response/length_mean": float(lengths.mean()),
                     "response/truncated_frac": float(np.mean([f == "length" for f in out.finish_reasons])),
                     "perf/tokens_per_s": n_tok / max(t_roll, 1e-9),

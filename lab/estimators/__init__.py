@@ -16,6 +16,7 @@ from lab.estimators.base import (
     group_by,
     register,
     validate_batch,
+    zero_std_frac,
 )
 from lab.estimators import group, kalman, kernel, basis  # noqa: E402,F401  (registers the estimators)
 
@@ -29,4 +30,5 @@ __all__ = [
     "group_by",
     "register",
     "validate_batch",
+    "zero_std_frac",
 ]

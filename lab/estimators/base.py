@@ -163,6 +163,22 @@ def group_by(prompt_ids: torch.Tensor) -> Groups:
     return Groups(index=index, ids=ids, counts=counts)
 
 
+def zero_std_frac(rewards: torch.Tensor, groups: Groups) -> float:
+    """Fraction of groups with >= 2 rollouts whose rewards are all equal (no signal for GRPO).
+
+    >>> zero_std_frac(torch.tensor([1.0, 1.0, 0.0, 1.0, 0.5]), group_by(torch.tensor([0, 0, 1, 1, 2])))
+    0.5
+    """
+    multi = groups.counts >= 2
+    if not bool(multi.any()):
+        return 0.0
+    lo = torch.full((groups.num,), float("inf"), dtype=rewards.dtype, device=rewards.device)
+    hi = torch.full((groups.num,), float("-inf"), dtype=rewards.dtype, device=rewards.device)
+    lo = lo.scatter_reduce(0, groups.index, rewards, "amin")
+    hi = hi.scatter_reduce(0, groups.index, rewards, "amax")
+    return float((hi == lo)[multi].float().mean())
+
+
 def positions_in_group(groups: Groups) -> torch.Tensor:
     """0-based position of each rollout within its group, in batch order.
 

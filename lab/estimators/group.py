@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from lab.estimators.base import Advantages, finite_or_raise, group_by, register, whiten
+from lab.estimators.base import Advantages, finite_or_raise, group_by, register, whiten, zero_std_frac
 
 
 def _group_mean_std(rewards: torch.Tensor, prompt_ids: torch.Tensor):
@@ -36,16 +36,6 @@ def _group_mean_std(rewards: torch.Tensor, prompt_ids: torch.Tensor):
     mean = torch.where(single, torch.zeros_like(mean), mean)
     std = torch.where(single, torch.ones_like(std), std)
     return g, mean[g.index], std[g.index]  # (N,), (N,)
-
-
-def _zero_std_frac(g, std_per_rollout: torch.Tensor) -> float:
-    """Fraction of groups with >= 2 members whose rewards are all equal."""
-    multi = g.counts >= 2
-    if not bool(multi.any()):
-        return 0.0
-    std_g = torch.zeros(g.num, dtype=std_per_rollout.dtype, device=std_per_rollout.device)
-    std_g[g.index] = std_per_rollout
-    return float((std_g[multi] == 0).float().mean())
 
 
 @register("grpo")
@@ -66,7 +56,7 @@ def grpo(rewards: torch.Tensor, prompt_ids: torch.Tensor, *, eps: float = 1e-6, 
     adv = rewards - mean
     if norm_by_std:
         adv = adv / (std + eps)
-    info = {"num_groups": float(g.num), "zero_std_frac": _zero_std_frac(g, std)}
+    info = {"num_groups": float(g.num), "zero_std_frac": zero_std_frac(rewards, g)}
     return Advantages(finite_or_raise("grpo", adv), mean, info)
 
 

@@ -122,6 +122,38 @@ class RolloutOutput:
             **{f.name: getattr(self, f.name).to(device) for f in fields(self) if isinstance(getattr(self, f.name), torch.Tensor)},
         )
 
+    def select(self, idx: torch.Tensor) -> "RolloutOutput":
+        """The rows ``idx`` (a 1-D long tensor) as a new output: tensors indexed, lists picked.
+
+        Used for minibatches; the rows keep their ``prompt_index``.
+        """
+        vals = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            vals[f.name] = v[idx.to(v.device)] if isinstance(v, torch.Tensor) else [v[i] for i in idx.tolist()]
+        return RolloutOutput(**vals)
+
+    @classmethod
+    def pack(cls, prompt_index: torch.Tensor, prompt_token_ids: torch.Tensor, prompt_mask: torch.Tensor,
+             completions: list[list[int]], logprobs: list[list[float]], texts: list[str],
+             finish_reasons: list[str], pad_id: int) -> "RolloutOutput":
+        """Build an output from per-row completion token and log-prob lists (right-padded here).
+
+        Every backend ends with this, so the padding conventions live in one place.
+        """
+        completion_ids, completion_mask = right_pad(completions, pad_id, torch.long)  # (N, T)
+        lp, _ = right_pad(logprobs, 0.0, torch.float32)  # (N, T)
+        return cls(
+            prompt_index=prompt_index,
+            prompt_token_ids=prompt_token_ids,
+            prompt_mask=prompt_mask,
+            completion_ids=completion_ids,
+            completion_mask=completion_mask,
+            logprobs=lp,
+            texts=texts,
+            finish_reasons=finish_reasons,
+        )
+
     def validate(self) -> "RolloutOutput":
         """Check shapes, dtypes and padding conventions; returns self.
 

@@ -24,7 +24,6 @@ from lab.rollout.base import (
     SamplingParams,
     cut_at_stop,
     left_pad,
-    right_pad,
     tokenize_prompts,
 )
 
@@ -199,22 +198,11 @@ class HFBackend:
         finally:
             self.model.train(was_training)
 
-        completion_ids, completion_mask = right_pad(toks, self.pad_id, torch.long)  # (N, T)
-        logprobs, _ = right_pad(lps, 0.0, torch.float32)  # (N, T)
         texts = [
             cut_at_stop(t, params.stop)[0]
             for t in self.tokenizer.batch_decode(toks, skip_special_tokens=True)
         ]
-        return RolloutOutput(
-            prompt_index=prompt_index,
-            prompt_token_ids=ids_all,
-            prompt_mask=mask_all,
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            logprobs=logprobs,
-            texts=texts,
-            finish_reasons=reasons,
-        )
+        return RolloutOutput.pack(prompt_index, ids_all, mask_all, toks, lps, texts, reasons, self.pad_id)
 
     def _generate_chunk(self, ids, mask, params: SamplingParams, generator, dev):
         """Decode one chunk. Shapes: ids, mask (B, P). Returns per-row token lists, logprob lists, reasons."""

@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from lab.rollout.base import BACKENDS, RolloutOutput, SamplingParams, cut_at_stop, left_pad, right_pad, tokenize_prompts
+from lab.rollout.base import BACKENDS, RolloutOutput, SamplingParams, cut_at_stop, left_pad, tokenize_prompts
 
 INSTALL_HINT = (
     "the 'vllm' rollout backend needs vLLM, which is not installed. On a CUDA machine run "
@@ -156,18 +156,8 @@ class VLLMBackend:
                 reasons.append("length" if o.finish_reason == "length" else "stop")
 
         ids_all, mask_all = left_pad(rows, self.pad_id)  # (N, P)
-        completion_ids, completion_mask = right_pad(toks, self.pad_id, torch.long)  # (N, T)
-        logprobs, _ = right_pad(lps, 0.0, torch.float32)  # (N, T)
-        return RolloutOutput(
-            prompt_index=torch.arange(len(prompts)).repeat_interleave(n),
-            prompt_token_ids=ids_all,
-            prompt_mask=mask_all,
-            completion_ids=completion_ids,
-            completion_mask=completion_mask,
-            logprobs=logprobs,
-            texts=texts,
-            finish_reasons=reasons,
-        )
+        prompt_index = torch.arange(len(prompts)).repeat_interleave(n)  # (N,)
+        return RolloutOutput.pack(prompt_index, ids_all, mask_all, toks, lps, texts, reasons, self.pad_id)
 
     # -- weights -------------------------------------------------------------
     def engine_model(self):
