@@ -16,6 +16,11 @@ than the full 1M (dict and cache effects), so the default times the whole batch.
 output is checked against the vectorised one on the loop sample before anything is printed.
 Target: vectorised >= 50x faster than the plain loop, measured in the same run.
 
+Prompt ids are the prompts' row numbers 0..P-1, which ``group_by`` groups by counting (no
+sort). The "hashed ids" column times the same batch with 62-bit hashed ids (what the trainer's
+``stable_prompt_id`` gives), grouped by ``torch.unique``, a sort; its speed-up divides the same
+plain-loop time (measured on row-number ids, so it does not flatter the vectorised side).
+
 A second, informational loop column times the style of common reference code (verl's
 ``core_algos``, KRPO's ``train.py``): a Python loop over prompts with torch ops per group
 (timed on at most 20k rollouts and scaled linearly).
@@ -172,8 +177,18 @@ TORCH_LOOP_MAX = 20_000
 
 
 # --- harness --------------------------------------------------------------------------------------------
-def make_batch(n_rollouts: int, group_size: int, step: int = 0, seed: int = 0) -> RewardBatch:
-    """n_rollouts rollouts of n_rollouts // group_size prompts, ids shuffled (groups interleaved)."""
+HASH_MUL = 0x5DEECE66D  # odd: a bijection on 62-bit ids
+
+
+def hashed(ids: torch.Tensor) -> torch.Tensor:
+    """Sparse 62-bit ids (as the trainer's ``stable_prompt_id`` makes) for the same prompts."""
+    return (ids * HASH_MUL + 12345) & ((1 << 62) - 1)
+
+
+def make_batch(n_rollouts: int, group_size: int, step: int = 0, seed: int = 0, sparse: bool = False) -> RewardBatch:
+    """n_rollouts rollouts of n_rollouts // group_size prompts, ids shuffled (groups interleaved).
+
+    Ids are the prompts' row numbers 0..P-1 (dense), or their 62-bit hashes with ``sparse``."""
     gen = torch.Generator().manual_seed(seed * 1000 + step)
     n_prompts = max(1, n_rollouts // group_size)
     ids = torch.arange(n_prompts).repeat_interleave(group_size)[:n_rollouts]
@@ -182,7 +197,7 @@ def make_batch(n_rollouts: int, group_size: int, step: int = 0, seed: int = 0) -
     ids = ids[torch.randperm(ids.numel(), generator=gen)]
     p = torch.rand(n_prompts, generator=gen)[ids]
     rewards = (torch.rand(ids.numel(), generator=gen) < p).float()
-    return RewardBatch(rewards, ids, step=step)
+    return RewardBatch(rewards, hashed(ids) if sparse else ids, step=step)
 
 
 def _best(fn, repeats: int, warmup: int = 0) -> float:
@@ -204,15 +219,15 @@ def _best(fn, repeats: int, warmup: int = 0) -> float:
     return min(times)
 
 
-def _prepared(name: str, n: int, g: int):
+def _prepared(name: str, n: int, g: int, sparse: bool = False):
     """A fresh estimator with its state set up, and the step to time it at."""
     est = estimators.get(name)
     if name == "kae":
         for s in (1, 2):  # two earlier steps on the same prompts
-            est(make_batch(n, g, step=s))
+            est(make_batch(n, g, step=s, sparse=sparse))
         return est, 3
     if name == "basis":
-        ref = make_batch(n, g, seed=7)  # reference-model samples: one per rollout, same prompts
+        ref = make_batch(n, g, seed=7, sparse=sparse)  # reference-model samples: one per rollout, same prompts
         est.set_reference(ref.prompt_ids, ref.rewards.double())
     return est, 0
 
@@ -246,11 +261,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     r_t, ids_t = r_s[:mt], ids_s[:mt]
 
     rows = []
+    sparse_ids = hashed(batch.prompt_ids)
     for name in estimators.available():  # every vectorised timing first, before the loops churn memory
         est, step = _prepared(name, n, g)
         timed = RewardBatch(batch.rewards, batch.prompt_ids, step=step)
         t_vec = _best(lambda: est(timed, update=False), args.repeats, warmup=2)
-        rows.append({"estimator": name, "vectorised_s": t_vec, "rollouts_per_s": n / t_vec})
+        est, step = _prepared(name, n, g, sparse=True)
+        timed = RewardBatch(batch.rewards, sparse_ids, step=step)
+        t_sparse = _best(lambda: est(timed, update=False), args.repeats, warmup=2)
+        rows.append({"estimator": name, "vectorised_s": t_vec, "rollouts_per_s": n / t_vec, "hashed_ids_s": t_sparse})
         del est
     for row in rows:
         name, t_vec = row["estimator"], row["vectorised_s"]
@@ -269,16 +288,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"\nEstimator speed: {n:,} rollouts in {max(1, n // g):,} prompts (G = {g}, interleaved), "
           f"{torch.get_num_threads()} torch threads, best of {args.repeats}")
     print(f"Plain-Python loop {scale}; its output matches the vectorised one. Target >= {TARGET:g}x.\n")
-    print("| estimator | vectorised s | rollouts/s | plain loop s | speed-up | target >= 50x | per-group-torch loop s | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| estimator | vectorised s | rollouts/s | plain loop s | speed-up | target >= 50x | hashed ids s | speed-up | per-group-torch loop s | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         loop = f"{r['loop_s']:.3f} | {r['speedup']:.0f}x | {'pass' if r['target_met'] else 'FAIL'}" if "loop_s" in r else "— | — | n/a (no loop)"
         tl = f"{r['torchloop_s']:.1f} | {r['torch_speedup']:.0f}x" if "torchloop_s" in r else "— | —"
-        print(f"| {r['estimator']} | {r['vectorised_s']:.4f} | {r['rollouts_per_s']:,.0f} | {loop} | {tl} |")
+        hs = f"{r['hashed_ids_s']:.4f} | " + (f"{r['loop_s'] / r['hashed_ids_s']:.0f}x" if "loop_s" in r else "—")
+        print(f"| {r['estimator']} | {r['vectorised_s']:.4f} | {r['rollouts_per_s']:,.0f} | {loop} | {hs} | {tl} |")
     n_loop = sum("loop_s" in r for r in rows)
     n_pass = sum(r.get("target_met", False) for r in rows)
     print(f"\n{n_pass}/{n_loop} estimators with a loop baseline meet the {TARGET:g}x target. "
           f"RewardBatch validation (not in the times above): {t_validate:.4f} s.")
+    print("Ids are prompt row numbers (0..P-1, grouped by counting); 'hashed ids' times the same batch "
+          "with 62-bit hashed ids, as the trainer's stable_prompt_id gives (grouped by torch.unique, a sort).")
     print(f"Per-group-torch loop: the style of common reference code (verl core_algos, KRPO train.py), "
           f"timed on {mt:,} rollouts and scaled x{n / mt:g}; informational, not the target.")
     return rows

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from lab import estimators
 from lab.estimators import RewardBatch, get
+from lab.estimators.base import finite_or_raise, positions_in_group
 from lab.estimators.basis import BASIS, DEFAULT_BETAS, soft_value
 from lab.estimators.kernel import KAE, KERNELS, kernel_weights
 
@@ -753,6 +754,76 @@ def test_basis_online_prior_learns_from_observed_rollouts_and_update_false_does_
     mu = est.priors(torch.tensor([3, 4, 5]))  # (B, 3): one sample each; prompt 5 unseen -> default 0.5
     assert mu[:, 0].tolist() == pytest.approx([1.0] * len(DEFAULT_BETAS)) and mu[:, 1].abs().max() < 1e-12
     assert mu[:, 2].tolist() == [0.5] * len(DEFAULT_BETAS)
+
+
+# --- grouping: counting (row-number ids) and sorting (hashed ids) give the same groups ----------------------
+def _unique_groups(ids):
+    """Reference grouping: sorted distinct ids, each rollout's rank among them, and the counts."""
+    distinct = sorted(set(ids))
+    rank = {p: k for k, p in enumerate(distinct)}
+    return [rank[p] for p in ids], distinct, [ids.count(p) for p in distinct]
+
+
+@FAST
+@given(st.lists(st.integers(0, 40), min_size=1, max_size=30), st.sampled_from([0, 2**40, 2**61]))
+def test_group_by_counting_and_sorting_paths_give_the_same_groups(ids, offset):
+    # offset 0 takes the counting path (small ids, gaps allowed); large offsets force torch.unique
+    shifted = [p + offset for p in ids]
+    g = estimators.group_by(torch.tensor(shifted))
+    index, distinct, counts = _unique_groups(shifted)
+    assert (g.index.tolist(), g.ids.tolist(), g.counts.tolist()) == (index, distinct, counts)
+
+
+def test_group_by_accepts_any_integer_dtype_and_returns_long_indices():
+    for dtype in (torch.int32, torch.int16, torch.uint8, torch.long):
+        g = estimators.group_by(torch.tensor([3, 1, 3, 0], dtype=dtype))
+        assert g.index.dtype == g.ids.dtype == g.counts.dtype == torch.long
+        assert g.index.tolist() == [2, 1, 2, 0]
+
+
+def test_positions_in_group_count_earlier_members_of_the_same_prompt():
+    ids = [7, 3, 7, 7, 3, 9, 7]
+    expect = [sum(1 for j in range(i) if ids[j] == ids[i]) for i in range(len(ids))]
+    for offset in (0, 2**50):
+        assert positions_in_group(estimators.group_by(torch.tensor(ids) + offset)).tolist() == expect
+
+
+HASH = 0x5DEECE66D  # odd multiplier: a bijection on 62-bit ids, as the trainer's hashed prompt ids
+
+
+@FAST
+@given(batches(min_n=1), st.lists(batches(min_n=1, max_n=8), max_size=2))
+def test_every_estimator_gives_the_same_numbers_for_row_number_and_hashed_ids(b, history):
+    r, ids = b
+    hashed = lambda xs: [(p * HASH + 12345) % 2**62 for p in xs]  # noqa: E731
+    for name in ALL:
+        params = {"beta_selection": "batch"} if name == "basis" else {}  # crossfit folds hash the id itself
+        dense = make(name, **params)
+        sparse = make(name, **params)
+        if name == "basis":  # the same reference samples, under the hashed ids
+            sparse = BASIS(beta_selection="batch")
+            sparse.set_reference(torch.tensor(hashed(REF_IDS)), torch.tensor(REF_R, dtype=torch.float64))
+        for t, (hr, hids) in enumerate(history):
+            dense(B(hr, hids, step=t))
+            sparse(B(hr, hashed(hids), step=t))
+        a = dense(B(r, ids, step=len(history)))
+        c = sparse(B(r, hashed(ids), step=len(history)))
+        assert torch.equal(a.advantages, c.advantages) and torch.equal(a.baselines, c.baselines), name
+
+
+def test_finite_check_passes_finite_values_whose_sum_overflows_and_names_a_bad_index():
+    big = torch.tensor([3e38, 3e38, -1.0], dtype=torch.float32)  # the sum is inf, every value finite
+    assert finite_or_raise("x", big) is big
+    with pytest.raises(FloatingPointError, match="index 2"):
+        finite_or_raise("x", torch.tensor([0.0, 1.0, float("nan")]))
+
+
+@pytest.mark.parametrize("ids", [[0, 1, 2] * 4, [5, 5, 8, 5, 8, 9, 9, 9, 9]], ids=["equal groups", "unequal groups"])
+def test_krpo_matches_the_reference_loop_with_equal_and_unequal_interleaved_groups(ids):
+    r = [float((i * 7) % 3 == 0) for i in range(len(ids))]
+    out = get("krpo")(B(r, ids))
+    adv, base = ref_krpo(r, ids)
+    assert _close(out.advantages, adv, atol=1e-9) and _close(out.baselines, base, atol=1e-12)
 
 
 # --- KRPO specifics ------------------------------------------------------------------------------------------

@@ -135,6 +135,9 @@ def validate_batch(rewards: torch.Tensor, prompt_ids: torch.Tensor, step: int = 
 class Groups:
     """Dense group indexing of a batch: ``index[i]`` in ``[0, num)`` is rollout i's group.
 
+    Read-only: ``index`` may be the caller's ``prompt_ids`` tensor itself (when the ids are
+    already 0..num-1), so never modify it in place.
+
     ``ids[g]`` is the prompt id of group g (sorted ascending), ``counts[g]`` its size.
     """
 
@@ -155,12 +158,37 @@ class Groups:
 def group_by(prompt_ids: torch.Tensor) -> Groups:
     """Group rollouts by prompt id (no Python loop; works for interleaved members).
 
+    Shapes: prompt_ids (N,) integer -> Groups with index (N,), ids (num,), counts (num,).
+    Dense ids (max id below ``DENSE_ID_FACTOR`` x N, e.g. dataset row numbers) are grouped by
+    counting, O(N + max id) with no sort; other ids (hashes) go through ``torch.unique``. The
+    two paths give identical results; a test pins that.
+
     >>> g = group_by(torch.tensor([5, 2, 5, 9]))
     >>> g.index.tolist(), g.ids.tolist(), g.counts.tolist()
     ([1, 0, 1, 2], [2, 5, 9], [1, 2, 1])
     """
-    ids, index, counts = torch.unique(prompt_ids, sorted=True, return_inverse=True, return_counts=True)
-    return Groups(index=index, ids=ids, counts=counts)
+    ids = prompt_ids if prompt_ids.dtype == torch.long else prompt_ids.long()
+    n = ids.shape[0]
+    if n and int(ids.min()) >= 0:
+        top = int(ids.max())
+        if top < DENSE_ID_FACTOR * n + 1024:
+            return _group_dense(ids, top)
+    uniq, index, counts = torch.unique(ids, sorted=True, return_inverse=True, return_counts=True)
+    return Groups(index=index, ids=uniq, counts=counts)
+
+
+DENSE_ID_FACTOR = 4
+"""Ids up to this many times the batch size are grouped by counting (memory O(max id))."""
+
+
+def _group_dense(ids: torch.Tensor, top: int) -> Groups:
+    """``group_by`` for ids in [0, top] by ``bincount``: sorted ids and counts without a sort."""
+    per_id = torch.bincount(ids, minlength=top + 1)  # (top+1,) rollouts per possible id
+    present = per_id > 0
+    if bool(present.all()):  # ids are exactly 0..top: the id is the group index
+        return Groups(index=ids, ids=torch.arange(top + 1, device=ids.device), counts=per_id)
+    slot = torch.cumsum(present, 0) - 1  # (top+1,) group index of each present id
+    return Groups(index=slot.take(ids), ids=present.nonzero().squeeze(1), counts=per_id[present])
 
 
 def zero_std_frac(rewards: torch.Tensor, groups: Groups) -> float:
@@ -182,16 +210,28 @@ def zero_std_frac(rewards: torch.Tensor, groups: Groups) -> float:
 def positions_in_group(groups: Groups) -> torch.Tensor:
     """0-based position of each rollout within its group, in batch order.
 
+    One stable sort of the group index (as int32 when it fits: about twice as fast on CPU).
+
     >>> positions_in_group(group_by(torch.tensor([5, 2, 5, 5, 2]))).tolist()
     [0, 0, 1, 2, 1]
     """
-    n = groups.index.shape[0]
-    order = torch.argsort(groups.index, stable=True)  # (N,) rollouts sorted by group, batch order kept
-    starts = torch.cumsum(groups.counts, 0) - groups.counts  # (num,)
-    pos_sorted = torch.arange(n, device=groups.index.device) - starts[groups.index[order]]
-    pos = torch.empty_like(pos_sorted)
-    pos[order] = pos_sorted
-    return pos
+    sorted_index, order = stable_sort_index(groups.index, groups.num)  # (N,), (N,)
+    starts = torch.cumsum(groups.counts, 0) - groups.counts  # (num,) first sorted slot of each group
+    pos_sorted = torch.arange(order.shape[0], device=order.device) - starts.take(sorted_index.long())
+    return torch.empty_like(pos_sorted).scatter_(0, order, pos_sorted)
+
+
+def stable_sort_index(index: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stable sort of a group index in [0, num): (sorted index, order) with ``index[order]`` sorted.
+
+    The sorted index comes back as int32 when ``num`` fits (half the memory traffic); ``order`` is long.
+
+    >>> [t.tolist() for t in stable_sort_index(torch.tensor([1, 0, 1, 0]), 2)]
+    [[0, 0, 1, 1], [1, 3, 0, 2]]
+    """
+    key = index.int() if num < 2**31 else index
+    sorted_key, order = torch.sort(key, stable=True)
+    return sorted_key, order
 
 
 def whiten(values: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -315,10 +355,15 @@ def available() -> list[str]:
 
 
 def finite_or_raise(name: str, t: torch.Tensor) -> torch.Tensor:
-    """Guard used at the end of each estimator: an estimator never returns NaN silently."""
+    """Guard used at the end of each estimator: an estimator never returns NaN silently.
+
+    A finite sum proves every element finite (NaN or inf would propagate), so the element-wise
+    check runs only when the sum is not finite (a bad value, or an overflowing sum).
+    """
+    if bool(torch.isfinite(t.sum())):
+        return t
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise FloatingPointError(f"{name}: non-finite output at index {i}; please report this with the batch")
     return t
-

@@ -18,24 +18,37 @@ from __future__ import annotations
 
 import torch
 
-from lab.estimators.base import Advantages, finite_or_raise, group_by, register, whiten, zero_std_frac
+from lab.estimators.base import Advantages, Groups, finite_or_raise, group_by, register, whiten
 
 
-def _group_mean_std(rewards: torch.Tensor, prompt_ids: torch.Tensor):
-    """Per-rollout group mean and unbiased std with verl's singleton convention (mean 0, std 1)."""
-    g = group_by(prompt_ids)
+def _group_baseline(rewards: torch.Tensor, g: Groups) -> torch.Tensor:
+    """Per-group mean as each rollout's baseline (N,), with verl's singleton convention (mean 0).
+
+    The sum is taken
+    relative to the group minimum, so an all-equal group's mean is exactly its value and its
+    advantages exactly 0 (sum/n of five 0.9s is not 0.9 in floating point: A would be ~1e-10).
+    """
     counts = g.counts.to(rewards.dtype)  # (num,)
-    # shift by the group minimum, so an all-equal group's mean is exactly its value and its
-    # advantages exactly 0 (sum/n of e.g. five 0.9s is not 0.9 in floating point: A would be ~1e-10)
     low = torch.full((g.num,), float("inf"), dtype=rewards.dtype, device=rewards.device)
     low = low.scatter_reduce_(0, g.index, rewards, "amin")  # (num,)
-    mean = low + g.sum(rewards - low[g.index]) / counts  # (num,)
-    dev2 = g.sum((rewards - mean[g.index]) ** 2)  # (num,)
+    mean = low + g.sum(rewards - low.take(g.index)) / counts  # (num,)
+    base = torch.where(g.counts == 1, torch.zeros_like(mean), mean)  # (num,) singleton: 0
+    return base.take(g.index)
+
+
+def _std_scale(dev: torch.Tensor, g: Groups, eps: float) -> tuple[torch.Tensor, float]:
+    """Per-rollout GRPO divisor std_g + eps (unbiased std; singleton: 1) from deviations r − mean_g.
+
+    Also returns the fraction of groups of >= 2 rollouts with zero spread. Their deviations are
+    exactly 0 (see ``_group_baseline``), so the squared sum is exactly 0 too.
+    """
+    dev2 = g.sum(dev * dev)  # (num,) singletons: r², ignored below
     single = g.counts == 1
-    std = torch.sqrt(dev2 / torch.clamp(counts - 1, min=1))  # (num,) unbiased
-    mean = torch.where(single, torch.zeros_like(mean), mean)
+    std = torch.sqrt(dev2 / torch.clamp(g.counts - 1, min=1).to(dev.dtype))  # (num,)
     std = torch.where(single, torch.ones_like(std), std)
-    return g, mean[g.index], std[g.index]  # (N,), (N,)
+    multi = int((~single).sum())
+    flat = float(((dev2 == 0) & ~single).sum()) / multi if multi else 0.0
+    return (std + eps).take(g.index), flat
 
 
 @register("grpo")
@@ -52,12 +65,14 @@ def grpo(rewards: torch.Tensor, prompt_ids: torch.Tensor, *, eps: float = 1e-6, 
     >>> [round(a, 4) for a in out.advantages.tolist()]
     [0.0, -0.7071, 0.7071, 0.0]
     """
-    g, mean, std = _group_mean_std(rewards, prompt_ids)  # (N,), (N,)
-    adv = rewards - mean
+    g = group_by(prompt_ids)
+    base = _group_baseline(rewards, g)  # (N,)
+    adv = rewards - base
+    scale, flat = _std_scale(adv, g, eps)  # (N,); zero_std_frac is reported by dr_grpo too
     if norm_by_std:
-        adv = adv / (std + eps)
-    info = {"num_groups": float(g.num), "zero_std_frac": zero_std_frac(rewards, g)}
-    return Advantages(finite_or_raise("grpo", adv), mean, info)
+        adv = adv / scale
+    info = {"num_groups": float(g.num), "zero_std_frac": flat}
+    return Advantages(finite_or_raise("grpo", adv), base, info)
 
 
 @register("dr_grpo")
@@ -85,9 +100,9 @@ def rloo(rewards: torch.Tensor, prompt_ids: torch.Tensor) -> Advantages:
     ([0.0, 0.5, 0.5], [1.0, -0.5, -0.5])
     """
     g = group_by(prompt_ids)
-    total = g.sum(rewards)[g.index]  # (N,)
-    n = g.counts[g.index].to(rewards.dtype)  # (N,)
-    base = torch.where(n > 1, (total - rewards) / torch.clamp(n - 1, min=1), torch.zeros_like(rewards))
+    total = g.sum(rewards).take(g.index)  # (N,)
+    others = torch.clamp(g.counts - 1, min=1).to(rewards.dtype).take(g.index)  # (N,)
+    base = (total - rewards) / others  # singleton: total == r exactly, so (r - r) / 1 = 0
     return Advantages(finite_or_raise("rloo", rewards - base), base, {"num_groups": float(g.num)})
 
 
@@ -118,6 +133,7 @@ def reinforce_plus_plus_baseline(rewards: torch.Tensor, prompt_ids: torch.Tensor
     >>> out.baselines.tolist(), [round(a, 4) for a in out.advantages.tolist()]
     ([0.5, 0.5, 1.0, 1.0], [1.2247, -1.2247, 0.0, 0.0])
     """
-    g, mean, _ = _group_mean_std(rewards, prompt_ids)
+    g = group_by(prompt_ids)
+    mean = _group_baseline(rewards, g)  # (N,)
     adv = whiten(rewards - mean, eps)
     return Advantages(finite_or_raise("reinforce_plus_plus_baseline", adv), mean, {"num_groups": float(g.num)})

@@ -15,11 +15,9 @@ uncertainty), and x_k is linear in z_1..z_k, so all groups are filtered at once 
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from lab.estimators.base import Advantages, finite_or_raise, group_by, positions_in_group, register
+from lab.estimators.base import Advantages, finite_or_raise, group_by, register, stable_sort_index
 
 
 def kalman_schedule(n: int, *, q: float = 1e-5, r: float = 1e-2, p0: float = 1.0):
@@ -41,14 +39,18 @@ def kalman_schedule(n: int, *, q: float = 1e-5, r: float = 1e-2, p0: float = 1.0
     return gains, variances
 
 
-def _padded_by_position(rewards: torch.Tensor, prompt_ids: torch.Tensor):
-    """Rewards as a (num_groups, G_max) matrix in rollout order, plus the index maps."""
-    g = group_by(prompt_ids)
-    pos = positions_in_group(g)  # (N,)
-    gmax = int(g.counts.max())
-    z = torch.zeros(g.num, gmax, dtype=torch.float64, device=rewards.device)  # (num, Gmax)
-    z[g.index, pos] = rewards.to(torch.float64)
-    return g, pos, gmax, z
+def _kalman_coefficients(gmax: int, gains: list[float], device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C (gmax, gmax), c0 (gmax,)) with x_k = c0_k x0 + sum_{j<=k} C[k, j] z_j (0-based positions)."""
+    c = torch.zeros(gmax, gmax, dtype=torch.float64)
+    c0 = torch.zeros(gmax, dtype=torch.float64)
+    keep = 1.0
+    for k in range(gmax):  # C[k, j] = K_j prod_{l=j+1..k} (1 - K_l)
+        if k > 0:
+            c[k, :k] = c[k - 1, :k] * (1.0 - gains[k])
+        c[k, k] = gains[k]
+        keep *= 1.0 - gains[k]
+        c0[k] = keep
+    return c.to(device), c0.to(device)
 
 
 @register("krpo")
@@ -77,26 +79,28 @@ def krpo(
     >>> [round(a, 3) for a in krpo(torch.tensor([0.0, 1.0, 1.0, 0.0]), torch.tensor([0, 0, 0, 0])).advantages.tolist()]
     [0.0, 7.119, 5.809, -9.965]
     """
-    g, pos, gmax, z = _padded_by_position(rewards, prompt_ids)
+    g = group_by(prompt_ids)
+    sorted_group, order = stable_sort_index(g.index, g.num)  # (N,): rollouts by group, batch order kept
+    gmax = int(g.counts.max())
     gains, variances = kalman_schedule(gmax, q=q, r=r, p0=p0)
-    # x_k = c0_k x0 + sum_{j<=k} C[k, j] z_j with C[k, j] = K_j prod_{l=j+1..k} (1 - K_l)
-    c = torch.zeros(gmax, gmax, dtype=torch.float64, device=rewards.device)
-    c0 = torch.zeros(gmax, dtype=torch.float64, device=rewards.device)
-    keep = 1.0
-    for k in range(gmax):
-        if k > 0:
-            c[k, :k] = c[k - 1, :k] * (1.0 - gains[k])
-        c[k, k] = gains[k]
-        keep *= 1.0 - gains[k]
-        c0[k] = keep
-    x = z @ c.T + x0 * c0  # (num, Gmax): state after each position
-    post = x[g.index, pos]  # (N,)
-    sd = torch.tensor([math.sqrt(v) for v in variances], dtype=torch.float64, device=rewards.device)[pos]  # (N,)
-    adv = (rewards.to(torch.float64) - post) / (sd + eps)
+    c, c0 = _kalman_coefficients(gmax, gains, rewards.device)
+    sd = torch.tensor(variances, dtype=torch.float64, device=rewards.device).sqrt_()  # (Gmax,)
+    z = rewards.take(order).to(torch.float64)  # (N,) in group order
+    if int(g.counts.min()) == gmax:  # equal groups: the sorted rewards are already the (num, G) matrix
+        post = (z.view(g.num, gmax) @ c.T + x0 * c0).view(-1)  # (N,) state after each rollout
+        sd = sd.repeat(g.num)
+    else:  # pad every group to Gmax by position in the group
+        pos = torch.arange(z.shape[0], device=z.device) - (torch.cumsum(g.counts, 0) - g.counts).take(sorted_group.long())
+        slot = sorted_group.long() * gmax + pos  # (N,) flat index into the (num, Gmax) matrix
+        zp = torch.zeros(g.num * gmax, dtype=torch.float64, device=z.device).scatter_(0, slot, z)
+        post = (zp.view(g.num, gmax) @ c.T + x0 * c0).view(-1).take(slot)
+        sd = sd.take(pos)
+    adv = ((z - post) / (sd + eps)).to(rewards.dtype)  # (N,) group order
+    post = post.to(rewards.dtype)
+    adv = torch.empty_like(adv).scatter_(0, order, adv)  # back to batch order
+    post = torch.empty_like(post).scatter_(0, order, post)
     info = {"num_groups": float(g.num), "kalman_p_last": variances[-1]}
-    return Advantages(
-        finite_or_raise("krpo", adv.to(rewards.dtype)), post.to(rewards.dtype), info
-    )
+    return Advantages(finite_or_raise("krpo", adv), post, info)
 
 
 @register("krpo_invariant")
