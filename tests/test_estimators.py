@@ -658,6 +658,13 @@ def test_grpo_gives_exactly_zero_to_an_all_equal_group(n, value, other):
     assert out.info["zero_std_frac"] > 0
 
 
+@FAST
+@given(st.integers(2, 12), st.floats(0, 1))
+def test_reinforce_plus_plus_gives_exactly_zero_when_every_reward_is_equal(n, value):
+    for name in ("reinforce_plus_plus", "reinforce_plus_plus_baseline"):
+        assert get(name)(B([value] * n, list(range(n)))).advantages.tolist() == [0.0] * n, name
+
+
 def test_singleton_groups_follow_verl_conventions():
     r, ids = [0.3, 1.0, 0.0], [9, 4, 4]
     assert float(get("grpo")(B(r, ids)).advantages[0]) == pytest.approx(0.3 / (1 + 1e-6), abs=1e-15)  # mean 0, std 1
@@ -849,6 +856,29 @@ def test_krpo_advantages_are_about_ten_times_grpo_scale_on_typical_groups():
     krpo, grpo = get("krpo")(RewardBatch(r, ids)).advantages, get("grpo")(RewardBatch(r, ids)).advantages
     ratio = float(krpo.std() / grpo.std())
     assert 7 < ratio < 14, ratio
+
+
+@pytest.mark.parametrize("matrix_max", [64, 0], ids=["coefficient matrix", "position by position"])
+def test_krpo_matrix_and_position_by_position_filters_agree_with_the_reference(monkeypatch, matrix_max):
+    from lab.estimators import kalman
+
+    monkeypatch.setattr(kalman, "MATRIX_MAX_GROUP", matrix_max)
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.arange(50).repeat(6)[torch.randperm(300, generator=gen)]  # equal groups of 6, interleaved
+    r = (torch.rand(300, generator=gen) < 0.4).double()
+    out = get("krpo")(RewardBatch(r, ids))
+    adv, base = ref_krpo(r.tolist(), ids.tolist())
+    assert _close(out.advantages, adv, atol=1e-9) and _close(out.baselines, base, atol=1e-12)
+
+
+def test_krpo_handles_one_huge_group_beside_small_ones_without_a_quadratic_matrix():
+    # 20k rollouts of one prompt: a (G x G) matrix would be 3.2 GB of float64; the filter runs per position
+    n_big = 20_000
+    ids = torch.cat([torch.zeros(n_big, dtype=torch.long), torch.arange(1, 301).repeat(3)])
+    r = (torch.arange(ids.numel()) % 3 == 0).double()
+    out = get("krpo")(RewardBatch(r, ids))
+    adv, base = ref_krpo(r.tolist(), ids.tolist())
+    assert _close(out.advantages, adv, atol=1e-7, rtol=1e-9) and _close(out.baselines, base, atol=1e-12)
 
 
 def test_krpo_invariant_is_order_invariant_where_krpo_is_not():

@@ -237,17 +237,21 @@ def stable_sort_index(index: torch.Tensor, num: int) -> tuple[torch.Tensor, torc
 def whiten(values: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """(x − mean) / sqrt(var + eps) over the whole tensor, unbiased var (verl's ``masked_whiten``).
 
-    A single element gives 0 (its variance is undefined; we take 0 rather than NaN).
+    A single element gives 0 (its variance is undefined; we take 0 rather than NaN). The mean
+    is taken relative to the minimum, so equal values give exactly 0 (not ~1e-12).
 
     >>> whiten(torch.tensor([0.0, 2.0])).tolist()
     [-0.7071067690849304, 0.7071067690849304]
+    >>> whiten(torch.full((5,), 0.9)).tolist()
+    [0.0, 0.0, 0.0, 0.0, 0.0]
     """
     n = values.shape[0]
-    mean = values.mean()
     if n < 2:
         return torch.zeros_like(values)
-    var = ((values - mean) ** 2).sum() / (n - 1)
-    return (values - mean) * torch.rsqrt(var + eps)
+    low = values.min()
+    centred = values - (low + (values - low).mean())
+    var = (centred * centred).sum() / (n - 1)
+    return centred * torch.rsqrt(var + eps)
 
 
 class Estimator:

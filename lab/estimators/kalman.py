@@ -9,8 +9,9 @@ rewards *in rollout order*; for reward z:
 
 Two facts the vectorised form below uses (and the docs teach): the variance schedule P_k
 depends only on the position k, never on the rewards (so it is not an adaptive
-uncertainty), and x_k is linear in z_1..z_k, so all groups are filtered at once with one
-(G_max × G_max) lower-triangular coefficient matrix.
+uncertainty), and x_k is linear in z_1..z_k, so equal groups are filtered at once with one
+(G × G) lower-triangular coefficient matrix. Groups of mixed or large sizes run the filter one
+position at a time, over all groups at once (G_max vector steps, memory O(N)).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def kalman_schedule(n: int, *, q: float = 1e-5, r: float = 1e-2, p0: float = 1.0
         gains.append(k)
         variances.append(p)
     return gains, variances
+
+
+MATRIX_MAX_GROUP = 64
+"""Equal groups up to this size are filtered with one (G × G) coefficient matmul."""
 
 
 def _kalman_coefficients(gmax: int, gains: list[float], device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,17 +88,24 @@ def krpo(
     sorted_group, order = stable_sort_index(g.index, g.num)  # (N,): rollouts by group, batch order kept
     gmax = int(g.counts.max())
     gains, variances = kalman_schedule(gmax, q=q, r=r, p0=p0)
-    c, c0 = _kalman_coefficients(gmax, gains, rewards.device)
     sd = torch.tensor(variances, dtype=torch.float64, device=rewards.device).sqrt_()  # (Gmax,)
     z = rewards.take(order).to(torch.float64)  # (N,) in group order
-    if int(g.counts.min()) == gmax:  # equal groups: the sorted rewards are already the (num, G) matrix
+    starts = torch.cumsum(g.counts, 0) - g.counts  # (num,) first slot of each group in group order
+    if int(g.counts.min()) == gmax and gmax <= MATRIX_MAX_GROUP:  # equal groups: z is already (num, G)
+        c, c0 = _kalman_coefficients(gmax, gains, rewards.device)
         post = (z.view(g.num, gmax) @ c.T + x0 * c0).view(-1)  # (N,) state after each rollout
         sd = sd.repeat(g.num)
-    else:  # pad every group to Gmax by position in the group
-        pos = torch.arange(z.shape[0], device=z.device) - (torch.cumsum(g.counts, 0) - g.counts).take(sorted_group.long())
-        slot = sorted_group.long() * gmax + pos  # (N,) flat index into the (num, Gmax) matrix
-        zp = torch.zeros(g.num * gmax, dtype=torch.float64, device=z.device).scatter_(0, slot, z)
-        post = (zp.view(g.num, gmax) @ c.T + x0 * c0).view(-1).take(slot)
+    else:  # any sizes: run the filter one position at a time, over every group that long at once
+        pos = torch.arange(z.shape[0], device=z.device) - starts.take(sorted_group.long())  # (N,)
+        post = torch.empty_like(z)
+        first = starts.take(torch.argsort(g.counts, descending=True))  # (num,) groups, longest first
+        longer = torch.bincount(g.counts, minlength=gmax + 1).flip(0).cumsum(0).flip(0)  # [k]: groups of size >= k
+        x = torch.full((g.num,), float(x0), dtype=torch.float64, device=z.device)  # (num,) state, same order
+        for k in range(gmax):  # a loop over positions (G_max of them), never over prompts
+            m = int(longer[k + 1])  # the m longest groups have a k-th member
+            slot = first[:m] + k  # (m,) where those members sit in group order
+            x[:m] += gains[k] * (z.take(slot) - x[:m])
+            post.scatter_(0, slot, x[:m])
         sd = sd.take(pos)
     adv = ((z - post) / (sd + eps)).to(rewards.dtype)  # (N,) group order
     post = post.to(rewards.dtype)
