@@ -22,6 +22,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
+	$(BIN)/python benchmarks/value_mse.py
 	$(BIN)/python benchmarks/estimator_speed.py
 
 clean:
