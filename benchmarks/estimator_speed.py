@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/estimator_speed.py                      # 1M rollouts in 100k prompts
     .venv/bin/python benchmarks/estimator_speed.py --n-rollouts 20000 --group-size 4
+    .venv/bin/python benchmarks/estimator_speed.py --device cuda        # the default when a GPU is there
 
 Prompt ids are shuffled so group members are interleaved, as after a real rollout; rewards
 are Bernoulli(p) with p drawn per prompt. Each vectorised estimator is timed as
@@ -219,12 +220,16 @@ def _best(fn, repeats: int, warmup: int = 0) -> float:
     return min(times)
 
 
-def _prepared(name: str, n: int, g: int, sparse: bool = False):
+def _on(batch: RewardBatch, device: torch.device) -> RewardBatch:
+    return RewardBatch(batch.rewards.to(device), batch.prompt_ids.to(device), step=batch.step)
+
+
+def _prepared(name: str, n: int, g: int, sparse: bool = False, device: torch.device = torch.device("cpu")):
     """A fresh estimator with its state set up, and the step to time it at."""
     est = estimators.get(name)
     if name == "kae":
         for s in (1, 2):  # two earlier steps on the same prompts
-            est(make_batch(n, g, step=s, sparse=sparse))
+            est(_on(make_batch(n, g, step=s, sparse=sparse), device))
         return est, 3
     if name == "basis":
         ref = make_batch(n, g, seed=7, sparse=sparse)  # reference-model samples: one per rollout, same prompts
@@ -246,6 +251,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--loop-sample", type=int, default=None, help="rollouts the plain loops are timed on (default: all)")
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats, best reported (default 3)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                    help="device for the vectorised estimators (default: cuda when available); the loops run in Python")
     args = ap.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -261,14 +268,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     r_t, ids_t = r_s[:mt], ids_s[:mt]
 
     rows = []
-    sparse_ids = hashed(batch.prompt_ids)
+    dev = torch.device(args.device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    rewards_dev, sparse_ids = batch.rewards.to(dev), hashed(batch.prompt_ids).to(dev)
+
+    def timed_call(est, b):  # a GPU call counts until its kernels finish
+        est(b, update=False)
+        sync()
+
     for name in estimators.available():  # every vectorised timing first, before the loops churn memory
-        est, step = _prepared(name, n, g)
-        timed = RewardBatch(batch.rewards, batch.prompt_ids, step=step)
-        t_vec = _best(lambda: est(timed, update=False), args.repeats, warmup=2)
-        est, step = _prepared(name, n, g, sparse=True)
-        timed = RewardBatch(batch.rewards, sparse_ids, step=step)
-        t_sparse = _best(lambda: est(timed, update=False), args.repeats, warmup=2)
+        est, step = _prepared(name, n, g, device=dev)
+        timed = RewardBatch(rewards_dev, batch.prompt_ids.to(dev), step=step)
+        t_vec = _best(lambda: timed_call(est, timed), args.repeats, warmup=2)
+        est, step = _prepared(name, n, g, sparse=True, device=dev)
+        timed = RewardBatch(rewards_dev, sparse_ids, step=step)
+        t_sparse = _best(lambda: timed_call(est, timed), args.repeats, warmup=2)
         rows.append({"estimator": name, "vectorised_s": t_vec, "rollouts_per_s": n / t_vec, "hashed_ids_s": t_sparse})
         del est
     for row in rows:
@@ -286,7 +300,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     scale = "timed on the whole batch" if m == n else f"timed on {m:,} rollouts and scaled x{n / m:g} (linear)"
     print(f"\nEstimator speed: {n:,} rollouts in {max(1, n // g):,} prompts (G = {g}, interleaved), "
-          f"{torch.get_num_threads()} torch threads, best of {args.repeats}")
+          f"vectorised on {dev}" + (f" ({torch.cuda.get_device_name(dev)})" if dev.type == "cuda" else f" with {torch.get_num_threads()} torch threads")
+          + f", best of {args.repeats}")
     print(f"Plain-Python loop {scale}; its output matches the vectorised one. Target >= {TARGET:g}x.\n")
     print("| estimator | vectorised s | rollouts/s | plain loop s | speed-up | target >= 50x | hashed ids s | speed-up | per-group-torch loop s | speed-up |")
     print("|---|---|---|---|---|---|---|---|---|---|")
