@@ -32,9 +32,14 @@ from lab.synthetic import DriftingBandit, value_mse_run
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "value_mse.csv"
 GROUP_SIZES = (1, 2, 4, 8, 16)
-VARIANTS = {"basis(fallback=prior)": ("basis", {"fallback": "prior"})}
+VARIANTS = {
+    "basis(fallback=prior)": ("basis", {"fallback": "prior"}),
+    "basis(beta_selection=batch)": ("basis", {"beta_selection": "batch"}),
+}
 """Extra rows: label -> (registered name, parameters). BASIS's paper fallback (baseline 0 for
-prompts whose prior is near 0 or 1) is its default; the prior fallback shows what it costs."""
+prompts whose prior is near 0 or 1) is its default; the prior fallback shows what it costs.
+``beta_selection="batch"`` (the paper's literal reading) picks β on all rewards, the rollout's
+own included; the default cross-fits β on the other half of the batch."""
 
 
 def _entries() -> dict[str, tuple[str, dict]]:

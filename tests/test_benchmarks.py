@@ -46,6 +46,7 @@ def test_own_reward_marks_are_measured_not_declared():
     bench = _load("value_mse")
     marked = {label for label in bench._entries() if bench.sees_own_reward(label)}
     assert {"grpo", "dr_grpo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "krpo"} <= marked
+    assert "basis(beta_selection=batch)" in marked  # the own reward leaks through the choice of beta
     assert not marked & {"rloo", "kae", "krpo_invariant", "basis"}  # leave-one-out by construction
 
 
