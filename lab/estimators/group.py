@@ -24,9 +24,9 @@ from lab.estimators.base import Advantages, Groups, finite_or_raise, group_by, r
 def _group_baseline(rewards: torch.Tensor, g: Groups) -> torch.Tensor:
     """Per-group mean as each rollout's baseline (N,), with verl's singleton convention (mean 0).
 
-    The sum is taken
-    relative to the group minimum, so an all-equal group's mean is exactly its value and its
-    advantages exactly 0 (sum/n of five 0.9s is not 0.9 in floating point: A would be ~1e-10).
+    The sum is taken relative to the group minimum, so an all-equal group's mean is exactly its
+    value and its advantages exactly 0 (sum/n of five 0.9s is not 0.9 in floating point: A
+    would be ~1e-10).
     """
     counts = g.counts.to(rewards.dtype)  # (num,)
     low = torch.full((g.num,), float("inf"), dtype=rewards.dtype, device=rewards.device)
