@@ -22,7 +22,7 @@ from lab.estimators.basis import BASIS, DEFAULT_BETAS, soft_value
 from lab.estimators.kernel import KAE, KERNELS, kernel_weights
 
 ALL = estimators.available()
-STATEFUL = ["kae", "basis"]
+STATEFUL = ["kae", "basis", "blend"]
 FAST = settings(max_examples=60, deadline=None)
 
 
@@ -205,6 +205,62 @@ class RefBASIS:
         return any(
             self.eps < m < 1 - self.eps and pool[j] for beta in self.betas for j, m in enumerate(self.mu(ids, beta))
         )
+
+
+def ref_blend(history, r, ids, t, decay=0.95, min_var=1e-4, empty=0.0):
+    """BLEND from its docstring, one rollout at a time; ``history`` is [(rewards, ids, step)]."""
+    max_age = max(1, math.ceil(math.log(1e-4) / math.log(decay)))
+    hist = defaultdict(lambda: [0.0, 0.0, 0.0])  # prompt -> [Σ w r, Σ w, Σ w step]
+    for hr, hids, step in history:
+        if 0 < t - step <= max_age:
+            w = decay ** (t - step)
+            for rr, p in zip(hr, hids):
+                hist[p][0] += w * rr
+                hist[p][1] += w
+                hist[p][2] += w * step
+    groups = groups_of(ids)
+    st_ = {}
+    for p, members in groups.items():
+        vals = [r[i] for i in members]
+        k, c = len(vals), sum(vals)
+        mean = c / k
+        hs, hn, ht = hist[p] if p in hist else (0.0, 0.0, 0.0)
+        st_[p] = dict(k=k, c=c, mean=mean, ss=sum((v - mean) ** 2 for v in vals), has=hn > 0,
+                      h=hs / hn if hn > 0 else 0.0, n=hn, age=t - ht / hn if hn > 0 else 0.0)
+    base = []
+    for i, x in enumerate(ids):
+        o = [st_[p] for p in groups if p != x]
+        df, c_o, k_o = sum(q["k"] - 1 for q in o), sum(q["c"] for q in o), sum(q["k"] for q in o)
+        m_o = c_o / k_o if k_o else 0.5
+        s2 = max(sum(q["ss"] for q in o) / df if df else m_o * (1 - m_o), min_var)
+        means = [q["mean"] for q in o]
+        spread = sum((m - sum(means) / len(means)) ** 2 for m in means) / (len(means) - 1) if len(means) > 1 else 0.0
+        hs = [q for q in o if q["has"]]
+        if not df and len(hs) > 1 and len(means) > 1 and sum(1 / q["n"] for q in hs) / len(hs) < 1:
+            hm = [q["h"] for q in hs]
+            spread_h = sum((h - sum(hm) / len(hm)) ** 2 for h in hm) / (len(hm) - 1)
+            qq = sum(1 / q["n"] for q in hs) / len(hs)
+            s2 = min(max((spread - spread_h) / (1 - qq), min_var), max(spread, min_var))
+        both = [q for q in o if q["has"] and q["age"] > 0]
+        saa = sum(q["age"] ** 2 for q in both)
+        kappa = sum((q["mean"] - q["h"]) * q["age"] for q in both) / saa if saa else 0.0
+        sa = sum(q["age"] for q in both)
+        resid = sum((q["mean"] - q["h"] - kappa * q["age"]) ** 2 for q in both)
+        noise = sum(1 / q["k"] + 1 / q["n"] for q in both)
+        tau2 = max(0.0, resid - s2 * noise) / sa if sa else 0.0
+        var_kappa = sum(q["age"] ** 2 * (s2 * (1 / q["k"] + 1 / q["n"]) + tau2 * q["age"]) for q in both) / saa**2 if saa else 0.0
+        between = max(0.0, spread - s2 * (sum(1 / q["k"] for q in o) / len(o) if o else 0.0))
+        me = st_[x]
+        src = []  # (estimate, variance)
+        if me["k"] > 1:
+            src.append(((me["c"] - r[i]) / (me["k"] - 1), s2 / (me["k"] - 1)))
+        if me["has"]:
+            src.append((me["h"] + kappa * me["age"], s2 / me["n"] + tau2 * me["age"] + var_kappa * me["age"] ** 2))
+        if k_o:
+            src.append((m_o, s2 / k_o + between))
+        w = [1 / max(v, min_var) for _, v in src]
+        base.append(sum(wi * e for wi, (e, _) in zip(w, src)) / sum(w) if src else empty)
+    return [ri - b for ri, b in zip(r, base)], base
 
 
 # --- strategies and helpers ----------------------------------------------------------------------------
@@ -488,6 +544,41 @@ def test_basis_additive_drift_at_a_fixed_beta_matches_the_loop_formula(bank, bet
     assert _close(out.baselines, ref_basis_additive(r, mu), atol=1e-9)
 
 
+@FAST
+@given(batches(min_n=1, n_prompts=5), st.lists(batches(min_n=1, max_n=10, n_prompts=5), max_size=3), st.sampled_from([0.5, 0.8]))
+def test_blend_matches_its_formula_one_rollout_at_a_time(b, history, decay):
+    r, ids = b
+    est = get("blend", decay=decay)
+    for t, (hr, hids) in enumerate(history):
+        est(B(hr, hids, step=t))
+    out = est(B(r, ids, step=len(history)))
+    adv, base = ref_blend([(hr, hids, t) for t, (hr, hids) in enumerate(history)], r, ids, len(history), decay=decay)
+    assert _close(out.baselines, base, atol=1e-9, rtol=1e-9) and _close(out.advantages, adv, atol=1e-9, rtol=1e-9)
+
+
+def test_blend_weights_follow_the_information_each_source_has():
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.arange(30).repeat_interleave(8)
+    same = lambda p: (torch.rand(torch.as_tensor(p).expand(240).shape if torch.as_tensor(p).dim() == 0 else p.shape, generator=gen) < p).double()  # noqa: E731
+    first = get("blend")(RewardBatch(same(0.5), ids, step=0))  # every prompt has the same value
+    assert first.info["weight_batch"] > 0.9  # so the 232 other rollouts beat the group's 7
+    spread = torch.linspace(0.05, 0.95, 30).repeat_interleave(8)
+    est = get("blend")
+    first = est(RewardBatch(same(spread), ids, step=0))  # values differ: the batch says little
+    assert first.info["weight_history"] == 0.0 and first.info["weight_group"] > 2 * first.info["weight_batch"]
+    for t in range(1, 6):
+        out = est(RewardBatch(same(spread), ids, step=t))
+    assert out.info["weight_history"] > 0.3  # stationary values: history is worth several groups
+    single = est(RewardBatch(same(spread[::8]), torch.arange(30), step=6))  # G = 1: no group source
+    assert single.info["weight_group"] == 0.0 and single.info["weight_history"] > 0.5
+
+
+def test_blend_rejects_bad_parameters_naming_them():
+    for params, match in [({"decay": 1.0}, "decay"), ({"max_age": 0}, "max_age"), ({"min_var": 0.0}, "min_var")]:
+        with pytest.raises(ValueError, match=match):
+            get("blend", **params)
+
+
 # --- properties ---------------------------------------------------------------------------------------------
 @FAST
 @given(batches(min_n=2), st.randoms(use_true_random=False), st.lists(batches(min_n=1, max_n=8), max_size=2))
@@ -533,7 +624,8 @@ def test_own_reward_never_changes_own_baseline_for_leave_one_out_estimators(b, d
     new = r[i] + delta if r[i] + delta <= 1 else r[i] - delta
     changed = list(r)
     changed[i] = new
-    cases = [("rloo", ()), ("krpo_invariant", ()), ("kae", ()), ("kae", history), ("basis", ()), ("basis", history)]
+    cases = [("rloo", ()), ("krpo_invariant", ()), ("kae", ()), ("kae", history), ("basis", ()), ("basis", history),
+             ("blend", ()), ("blend", history)]
     for name, hist in cases:
         a = _run(name, r, ids, hist)
         f = _run(name, changed, ids, hist)

@@ -2,7 +2,8 @@
 
 Registered names (``available()``): the group family ``grpo``, ``dr_grpo``, ``rloo``,
 ``reinforce_plus_plus``, ``reinforce_plus_plus_baseline``; the Kalman family ``krpo``,
-``krpo_invariant``; kernel smoothing over steps ``kae``; batch sharing ``basis``.
+``krpo_invariant``; kernel smoothing over steps ``kae``; batch sharing ``basis``; and the
+lab's own ``blend`` (group, history and batch, weighted by estimated variances).
 See ``docs/estimators.md`` for formulas, sources and conventions.
 """
 
@@ -18,7 +19,7 @@ from lab.estimators.base import (
     validate_batch,
     zero_std_frac,
 )
-from lab.estimators import group, kalman, kernel, basis  # noqa: E402,F401  (registers the estimators)
+from lab.estimators import group, kalman, kernel, basis, blend  # noqa: E402,F401  (registers the estimators)
 
 __all__ = [
     "ESTIMATORS",
