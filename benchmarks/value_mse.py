@@ -6,7 +6,8 @@
 Every estimator runs on the same drifting Bernoulli bandit (``lab.synthetic``): 64 prompts,
 16 drawn per step, G rollouts each, interleaved; logits trend upward and wander, so history
 helps but goes stale. The true value of every rollout's prompt is known, so the error is
-exact: MSE = mean over rollouts of (b − V)², averaged over the steps after ``--warmup`` and
+exact (basis and blend get 8 reference samples per prompt at step 0 unless a row says
+otherwise): MSE = mean over rollouts of (b − V)², averaged over the steps after ``--warmup`` and
 then over seeds (± the standard error over seeds). All estimators of one seed see the same
 batches. The table is in docs/estimators.md; a test keeps it in sync with the CSV.
 
@@ -35,7 +36,11 @@ GROUP_SIZES = (1, 2, 4, 8, 16)
 VARIANTS = {
     "basis(fallback=prior)": ("basis", {"fallback": "prior"}),
     "basis(beta_selection=batch)": ("basis", {"beta_selection": "batch"}),
+    "blend(no reference)": ("blend", {}),
 }
+NO_REFERENCE = {"blend(no reference)"}
+"""Rows run without the 8 offline reference samples per prompt that estimators with
+``set_reference`` (basis, blend) otherwise get."""
 """Extra rows: label -> (registered name, parameters). BASIS's paper fallback (baseline 0 for
 prompts whose prior is near 0 or 1) is its default; the prior fallback shows what it costs.
 ``beta_selection="batch"`` (the paper's literal reading) picks β on all rewards, the rollout's
@@ -61,7 +66,7 @@ def sees_own_reward(label: str, trials: int = 20) -> bool:
         outs = []
         for flip in (False, True):
             est = estimators.get(name, **params)
-            if name == "basis":
+            if hasattr(est, "set_reference") and label not in NO_REFERENCE:
                 ref, _ = sim.sample(torch.arange(8), 8, 0, generator=torch.Generator().manual_seed(1))
                 est.set_reference(ref.prompt_ids, ref.rewards)
             hist, _ = sim.sample(torch.arange(8), 4, 0, generator=torch.Generator().manual_seed(2))
@@ -85,7 +90,8 @@ def run(seeds: int = 5, steps: int = 40, warmup: int = 10, group_sizes=GROUP_SIZ
     rows = []
     for label, g, s in tqdm(jobs, desc="value MSE", disable=not progress):
         name, params = entries[label]
-        r = value_mse_run(name, g, steps=steps, seed=s, make=lambda n, p=params: estimators.get(n, **p))
+        r = value_mse_run(name, g, steps=steps, seed=s, make=lambda n, p=params: estimators.get(n, **p),
+                          reference_samples=0 if label in NO_REFERENCE else 8)
         rows.append({"estimator": label, "group_size": g, "seed": s, "value_mse": float(r.mse[warmup:].mean())})
     return rows
 

@@ -106,8 +106,9 @@ def value_mse_run(
 
     Every estimator of the same ``seed`` sees the same batches (common random numbers), so
     differences between estimators are not sampling luck. The estimator sees each batch with ``update=True``, so history-based ones (KAE, BASIS)
-    learn as in training. BASIS first gets ``reference_samples`` rewards per prompt at step 0
-    (its offline stage, from the initial policy). ``make`` builds the estimator (default
+    learn as in training. An estimator with a ``set_reference`` method (BASIS, BLEND) first
+    gets ``reference_samples`` rewards per prompt at step 0 (an offline stage, from the
+    initial policy; 0 turns it off). ``make`` builds the estimator (default
     ``estimators.get(name)``).
 
     >>> run = value_mse_run("rloo", 4, steps=3, seed=1)
@@ -116,7 +117,7 @@ def value_mse_run(
     """
     sim = DriftingBandit(n_prompts, seed=seed, **bandit)
     est = (make or estimators.get)(name)
-    if name == "basis" and reference_samples > 0:
+    if hasattr(est, "set_reference") and reference_samples > 0:
         side = torch.Generator().manual_seed(seed + 2_000_003)
         ref, _ = sim.sample(torch.arange(n_prompts), reference_samples, 0, generator=side)
         est.set_reference(ref.prompt_ids, ref.rewards)

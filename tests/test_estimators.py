@@ -573,6 +573,19 @@ def test_blend_weights_follow_the_information_each_source_has():
     assert single.info["weight_group"] == 0.0 and single.info["weight_history"] > 0.5
 
 
+def test_blend_reference_samples_are_history_at_step_zero():
+    ref_ids, ref_r = torch.tensor([0, 0, 0, 1, 1, 1]), torch.tensor([1.0, 1.0, 0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+    a, b = get("blend"), get("blend")
+    a.set_reference(ref_ids, ref_r)
+    b.observe(RewardBatch(ref_r, ref_ids, step=0))
+    assert all(torch.equal(x, y) if isinstance(x, torch.Tensor) else x == y for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    batch = B([1.0, 0.0], [0, 1], step=3)  # G = 1: only history and batch
+    with_ref, without = a(batch), get("blend")(batch)
+    assert with_ref.info["weight_history"] > 0 and without.info["weight_history"] == 0.0
+    with pytest.raises(ValueError, match="non-finite"):
+        get("blend").set_reference(torch.tensor([0]), torch.tensor([float("nan")]))
+
+
 def test_blend_rejects_bad_parameters_naming_them():
     for params, match in [({"decay": 1.0}, "decay"), ({"max_age": 0}, "max_age"), ({"min_var": 0.0}, "min_var")]:
         with pytest.raises(ValueError, match=match):

@@ -114,6 +114,14 @@ class Blend(Estimator):
         keep = self._step >= self._last_step - self.max_age
         self._pid, self._step, self._sum, self._cnt = self._pid[keep], self._step[keep], self._sum[keep], self._cnt[keep]
 
+    def set_reference(self, prompt_ids: torch.Tensor, rewards: torch.Tensor, step: int = 0) -> None:
+        """Offline samples (e.g. from the reference model), remembered as history at ``step``.
+
+        They count like any earlier rollout of their prompts: weighted by ``decay`` with age,
+        drift-corrected, and forgotten after ``max_age`` steps.
+        """
+        self.observe(RewardBatch(torch.as_tensor(rewards, dtype=torch.float64), torch.as_tensor(prompt_ids), step=step))
+
     def _history(self, ids: torch.Tensor, step: int):
         """Per group (num,): decayed reward sum, decayed count and decayed step-weighted count."""
         h_s, h_n, h_t = (torch.zeros(ids.shape[0], dtype=torch.float64) for _ in range(3))
