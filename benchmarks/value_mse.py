@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import math
 from pathlib import Path
 
-from tqdm import tqdm
-
 import torch
+from tqdm import tqdm
 
 from lab import estimators
 from lab.estimators import RewardBatch
@@ -38,13 +38,13 @@ VARIANTS = {
     "basis(beta_selection=batch)": ("basis", {"beta_selection": "batch"}),
     "blend(no reference)": ("blend", {}),
 }
-NO_REFERENCE = {"blend(no reference)"}
-"""Rows run without the 8 offline reference samples per prompt that estimators with
-``set_reference`` (basis, blend) otherwise get."""
 """Extra rows: label -> (registered name, parameters). BASIS's paper fallback (baseline 0 for
 prompts whose prior is near 0 or 1) is its default; the prior fallback shows what it costs.
 ``beta_selection="batch"`` (the paper's literal reading) picks β on all rewards, the rollout's
 own included; the default cross-fits β on the other half of the batch."""
+NO_REFERENCE = {"blend(no reference)"}
+"""Rows run without the 8 offline reference samples per prompt that estimators with
+``set_reference`` (basis, blend) otherwise get."""
 
 
 def _entries() -> dict[str, tuple[str, dict]]:
@@ -52,6 +52,7 @@ def _entries() -> dict[str, tuple[str, dict]]:
     return {**{n: (n, {}) for n in estimators.available()}, **VARIANTS}
 
 
+@functools.lru_cache(maxsize=None)  # deterministic; table() asks once per row and is called more than once
 def sees_own_reward(label: str, trials: int = 20) -> bool:
     """Whether a rollout's own reward can move its own baseline (checked, not declared).
 

@@ -105,8 +105,8 @@ def value_mse_run(
     """Run estimator ``name`` for ``steps`` steps on a fresh bandit; return its value MSE per step.
 
     Every estimator of the same ``seed`` sees the same batches (common random numbers), so
-    differences between estimators are not sampling luck. The estimator sees each batch with ``update=True``, so history-based ones (KAE, BASIS)
-    learn as in training. An estimator with a ``set_reference`` method (BASIS, BLEND) first
+    differences between estimators are not sampling luck. The estimator sees each batch with
+    ``update=True``, so history-based ones (KAE, BASIS, BLEND) learn as in training. An estimator with a ``set_reference`` method (BASIS, BLEND) first
     gets ``reference_samples`` rewards per prompt at step 0 (an offline stage, from the
     initial policy; 0 turns it off). ``make`` builds the estimator (default
     ``estimators.get(name)``).

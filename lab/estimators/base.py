@@ -254,6 +254,66 @@ def whiten(values: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     return centred * torch.rsqrt(var + eps)
 
 
+class StepHistory:
+    """Rewards remembered per (prompt, step), for estimators with memory across steps (KAE, BLEND).
+
+    Entries, kept on the CPU: ``pid`` (H,) long, ``step`` (H,) long, ``sum`` (H,) float64 (the
+    rewards of that prompt at that step) and ``cnt`` (H,) float64 (how many); ``last_step`` is
+    the newest step added (-1 when empty). Owners decide what to forget with :meth:`keep`.
+
+    >>> h = StepHistory()
+    >>> h.add(RewardBatch(torch.tensor([1.0, 0.0, 1.0]), torch.tensor([4, 4, 7]), step=2))
+    >>> h.pid.tolist(), h.sum.tolist(), h.cnt.tolist(), h.last_step
+    ([4, 7], [1.0, 1.0], [2.0, 1.0], 2)
+    """
+
+    KEYS = ("pid", "step", "sum", "cnt", "last_step")
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        self.pid = torch.zeros(0, dtype=torch.long)
+        self.step = torch.zeros(0, dtype=torch.long)
+        self.sum = torch.zeros(0, dtype=torch.float64)
+        self.cnt = torch.zeros(0, dtype=torch.float64)
+        self.last_step = -1
+
+    def __len__(self) -> int:
+        return int(self.pid.shape[0])
+
+    def add(self, batch: RewardBatch) -> None:
+        """One entry per prompt of ``batch``, at ``batch.step``."""
+        g = group_by(batch.prompt_ids.cpu())
+        self.pid = torch.cat([self.pid, g.ids])
+        self.step = torch.cat([self.step, torch.full((g.num,), batch.step, dtype=torch.long)])
+        self.sum = torch.cat([self.sum, g.sum(batch.rewards.detach().cpu().double())])
+        self.cnt = torch.cat([self.cnt, g.counts.double()])
+        self.last_step = max(self.last_step, batch.step)
+
+    def keep(self, mask: torch.Tensor) -> None:
+        """Forget the entries where ``mask`` (H,) is False."""
+        self.pid, self.step, self.sum, self.cnt = self.pid[mask], self.step[mask], self.sum[mask], self.cnt[mask]
+
+    def slots(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each entry, its group in the sorted ``ids`` (num,) and whether that prompt is there: (H,), (H,) bool."""
+        pid = self.pid.to(ids.device)
+        slot = torch.searchsorted(ids, pid).clamp(max=ids.shape[0] - 1)
+        return slot, ids[slot] == pid
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"pid": self.pid.clone(), "step": self.step.clone(), "sum": self.sum.clone(),
+                "cnt": self.cnt.clone(), "last_step": self.last_step}
+
+    def load_state_dict(self, state: dict[str, Any], owner: str) -> None:
+        missing = set(self.KEYS) - set(state)
+        if missing:
+            raise ValueError(f"{owner} state is missing keys {sorted(missing)}")
+        self.pid, self.step = state["pid"].clone().long().cpu(), state["step"].clone().long().cpu()
+        self.sum, self.cnt = state["sum"].clone().double().cpu(), state["cnt"].clone().double().cpu()
+        self.last_step = int(state["last_step"])
+
+
 class Estimator:
     """Base class: ``estimator(batch) -> Advantages``.
 

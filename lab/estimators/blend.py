@@ -47,7 +47,7 @@ from typing import Any
 
 import torch
 
-from lab.estimators.base import Advantages, Estimator, RewardBatch, finite_or_raise, group_by, register
+from lab.estimators.base import Advantages, Estimator, RewardBatch, StepHistory, finite_or_raise, group_by, register
 
 
 @register("blend")
@@ -86,33 +86,17 @@ class Blend(Estimator):
 
     # --- memory: one entry per (prompt, step) ---------------------------------------------
     def reset(self) -> None:
-        self._pid = torch.zeros(0, dtype=torch.long)  # (H,)
-        self._step = torch.zeros(0, dtype=torch.long)  # (H,)
-        self._sum = torch.zeros(0, dtype=torch.float64)  # (H,) sum of rewards
-        self._cnt = torch.zeros(0, dtype=torch.float64)  # (H,) number of rewards
-        self._last_step = -1
+        self._hist = StepHistory()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"pid": self._pid.clone(), "step": self._step.clone(), "sum": self._sum.clone(),
-                "cnt": self._cnt.clone(), "last_step": self._last_step}
+        return self._hist.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"pid", "step", "sum", "cnt", "last_step"} - set(state)
-        if missing:
-            raise ValueError(f"blend state is missing keys {sorted(missing)}")
-        self._pid, self._step = state["pid"].clone().long().cpu(), state["step"].clone().long().cpu()
-        self._sum, self._cnt = state["sum"].clone().double().cpu(), state["cnt"].clone().double().cpu()
-        self._last_step = int(state["last_step"])
+        self._hist.load_state_dict(state, "blend")
 
     def observe(self, batch: RewardBatch) -> None:
-        g = group_by(batch.prompt_ids.cpu())
-        self._pid = torch.cat([self._pid, g.ids])
-        self._step = torch.cat([self._step, torch.full((g.num,), batch.step, dtype=torch.long)])
-        self._sum = torch.cat([self._sum, g.sum(batch.rewards.detach().cpu().double())])
-        self._cnt = torch.cat([self._cnt, g.counts.double()])
-        self._last_step = max(self._last_step, batch.step)
-        keep = self._step >= self._last_step - self.max_age
-        self._pid, self._step, self._sum, self._cnt = self._pid[keep], self._step[keep], self._sum[keep], self._cnt[keep]
+        self._hist.add(batch)
+        self._hist.keep(self._hist.step >= self._hist.last_step - self.max_age)
 
     def set_reference(self, prompt_ids: torch.Tensor, rewards: torch.Tensor, step: int = 0) -> None:
         """Offline samples (e.g. from the reference model), remembered as history at ``step``.
@@ -125,21 +109,21 @@ class Blend(Estimator):
     def _history(self, ids: torch.Tensor, step: int):
         """Per group (num,): decayed reward sum, decayed count and decayed step-weighted count."""
         h_s, h_n, h_t = (torch.zeros(ids.shape[0], dtype=torch.float64) for _ in range(3))
-        if self._pid.numel():
-            slot = torch.searchsorted(ids, self._pid).clamp(max=ids.shape[0] - 1)  # (H,)
-            age = (step - self._step).double()
-            w = torch.where((ids[slot] == self._pid) & (age > 0) & (age <= self.max_age),
-                            self.decay ** age, torch.zeros_like(age))  # (H,) earlier steps only
-            h_s.index_add_(0, slot, w * self._sum)
-            h_n.index_add_(0, slot, w * self._cnt)
-            h_t.index_add_(0, slot, w * self._cnt * self._step.double())
+        h = self._hist
+        if len(h):
+            slot, hit = h.slots(ids)  # (H,), (H,)
+            age = (step - h.step).double()
+            w = torch.where(hit & (age > 0) & (age <= self.max_age), self.decay ** age, torch.zeros_like(age))  # (H,) earlier steps only
+            h_s.index_add_(0, slot, w * h.sum)
+            h_n.index_add_(0, slot, w * h.cnt)
+            h_t.index_add_(0, slot, w * h.cnt * h.step.double())
         return h_s, h_n, h_t
 
     # --- estimate -----------------------------------------------------------------------
     def compute(self, batch: RewardBatch) -> Advantages:
-        if batch.step < self._last_step:
+        if batch.step < self._hist.last_step:
             raise ValueError(
-                f"step: blend got step {batch.step} after step {self._last_step}; steps must not go "
+                f"step: blend got step {batch.step} after step {self._hist.last_step}; steps must not go "
                 "backwards (reset() or load an earlier state_dict to rewind)"
             )
         r = batch.rewards.detach().cpu().double()  # (N,)

@@ -90,12 +90,12 @@ def krpo(
     gains, variances = kalman_schedule(gmax, q=q, r=r, p0=p0)
     sd = torch.tensor(variances, dtype=torch.float64, device=rewards.device).sqrt_()  # (Gmax,)
     z = rewards.take(order).to(torch.float64)  # (N,) in group order
-    starts = torch.cumsum(g.counts, 0) - g.counts  # (num,) first slot of each group in group order
     if int(g.counts.min()) == gmax and gmax <= MATRIX_MAX_GROUP:  # equal groups: z is already (num, G)
         c, c0 = _kalman_coefficients(gmax, gains, rewards.device)
         post = (z.view(g.num, gmax) @ c.T + x0 * c0).view(-1)  # (N,) state after each rollout
         sd = sd.repeat(g.num)
     else:  # any sizes: run the filter one position at a time, over every group that long at once
+        starts = torch.cumsum(g.counts, 0) - g.counts  # (num,) first slot of each group in group order
         pos = torch.arange(z.shape[0], device=z.device) - starts.take(sorted_group.long())  # (N,)
         post = torch.empty_like(z)
         first = starts.take(torch.argsort(g.counts, descending=True))  # (num,) groups, longest first

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from lab.estimators.base import Advantages, Estimator, RewardBatch, finite_or_raise, group_by, register
+from lab.estimators.base import Advantages, Estimator, RewardBatch, StepHistory, finite_or_raise, group_by, register
 
 KERNELS = ("triangular", "epanechnikov", "gaussian", "exponential")
 
@@ -123,35 +123,18 @@ class KAE(Estimator):
 
     # --- memory -------------------------------------------------------------------------
     def reset(self) -> None:
-        self._pid = torch.zeros(0, dtype=torch.long)  # (H,) prompt id of each history entry
-        self._step = torch.zeros(0, dtype=torch.long)  # (H,) step it was observed at
-        self._sum = torch.zeros(0, dtype=torch.float64)  # (H,) sum of rewards
-        self._cnt = torch.zeros(0, dtype=torch.float64)  # (H,) number of rewards
-        self._last_step = -1
+        self._hist = StepHistory()
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "pid": self._pid.cpu().clone(),
-            "step": self._step.cpu().clone(),
-            "sum": self._sum.cpu().clone(),
-            "cnt": self._cnt.cpu().clone(),
-            "last_step": self._last_step,
-        }
+        return self._hist.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        missing = {"pid", "step", "sum", "cnt", "last_step"} - set(state)
-        if missing:
-            raise ValueError(f"kae state is missing keys {sorted(missing)}")
-        self._pid = state["pid"].clone().long()
-        self._step = state["step"].clone().long()
-        self._sum = state["sum"].clone().double()
-        self._cnt = state["cnt"].clone().double()
-        self._last_step = int(state["last_step"])
+        self._hist.load_state_dict(state, "kae")
 
     @property
     def history_size(self) -> int:
         """Number of (prompt, step) entries currently remembered."""
-        return int(self._pid.shape[0])
+        return len(self._hist)
 
     def window(self, step: int) -> float:
         """Window in steps at ``step``: the fixed ``width``, else max(h·step, min_width)."""
@@ -160,33 +143,27 @@ class KAE(Estimator):
         return max(self.h * step, self.min_width)
 
     def _weights(self, step: int, device) -> torch.Tensor:
-        u = (step - self._step.to(device)).double() / self.window(step)  # (H,)
+        steps = self._hist.step.to(device)
+        u = (step - steps).double() / self.window(step)  # (H,)
         w = kernel_weights(u, self.kernel, rho=self.rho, cutoff=self.cutoff)
-        return torch.where(self._step.to(device) < step, w, torch.zeros_like(w))
+        return torch.where(steps < step, w, torch.zeros_like(w))
 
     def observe(self, batch: RewardBatch) -> None:
-        g = group_by(batch.prompt_ids)
-        dev = self._pid.device
-        self._pid = torch.cat([self._pid, g.ids.to(dev)])
-        self._step = torch.cat([self._step, torch.full((g.num,), batch.step, dtype=torch.long, device=dev)])
-        self._sum = torch.cat([self._sum, g.sum(batch.rewards.double()).to(dev)])
-        self._cnt = torch.cat([self._cnt, g.counts.double().to(dev)])
-        self._last_step = max(self._last_step, batch.step)
+        self._hist.add(batch)
         # prune: an entry with zero weight now has zero weight at every later step when the
         # window cannot outgrow the distance (h < 1 or fixed width); otherwise keep everything.
         # "Now" is the last observed step: compute() still accepts that step (another batch of
         # the same step), so an entry must be kept while it weighs anything there.
         if self.width is not None or self.h < 1:
-            probe = self._last_step
-            u = (probe - self._step).double() / self.window(probe)
-            keep = kernel_weights(u, self.kernel, rho=self.rho, cutoff=self.cutoff) > 0
-            self._pid, self._step, self._sum, self._cnt = self._pid[keep], self._step[keep], self._sum[keep], self._cnt[keep]
+            probe = self._hist.last_step
+            u = (probe - self._hist.step).double() / self.window(probe)
+            self._hist.keep(kernel_weights(u, self.kernel, rho=self.rho, cutoff=self.cutoff) > 0)
 
     # --- estimate -----------------------------------------------------------------------
     def compute(self, batch: RewardBatch) -> Advantages:
-        if batch.step < self._last_step:
+        if batch.step < self._hist.last_step:
             raise ValueError(
-                f"step: kae got step {batch.step} after step {self._last_step}; steps must not go "
+                f"step: kae got step {batch.step} after step {self._hist.last_step}; steps must not go "
                 "backwards (reset() or load an earlier state_dict to rewind)"
             )
         rew = batch.rewards.double()  # (N,)
@@ -196,12 +173,10 @@ class KAE(Estimator):
         hist_s = torch.zeros(g.num, dtype=torch.float64, device=dev)  # (num,) Σ K·z
         hist_w = torch.zeros(g.num, dtype=torch.float64, device=dev)  # (num,) Σ K·count
         if self.history_size:
-            pid = self._pid.to(dev)
-            slot = torch.searchsorted(g.ids, pid).clamp(max=g.num - 1)  # (H,)
-            hit = g.ids[slot] == pid
+            slot, hit = self._hist.slots(g.ids)  # (H,), (H,)
             w = self._weights(batch.step, dev) * hit  # (H,)
-            hist_s.index_add_(0, slot, w * self._sum.to(dev))
-            hist_w.index_add_(0, slot, w * self._cnt.to(dev))
+            hist_s.index_add_(0, slot, w * self._hist.sum.to(dev))
+            hist_w.index_add_(0, slot, w * self._hist.cnt.to(dev))
         others = g.sum(rew)[g.index] - rew  # (N,)
         n_others = (g.counts[g.index] - 1).double()  # (N,)
         num = hist_s[g.index] + k0 * others
