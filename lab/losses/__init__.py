@@ -12,13 +12,13 @@ with budget δ gives the interval [l, u] = {w : d(w) ≤ δ} that the PPO surrog
 """
 
 from lab.losses.agg import AGG_MODES, agg_loss
-from lab.losses.bounds import MEASURES, Measure, available_measures, clip_bounds, numeric_bounds, register_measure
+from lab.losses.bounds import MATCHED_WIDTH, MEASURES, Measure, available_measures, clip_bounds, matched_delta, numeric_bounds, register_measure
 from lab.losses.kl import KL_ESTIMATORS, available_kl, kl_penalty
 from lab.losses.policy import RULES, PolicyRule, RuleOutput, available_rules, policy_loss, register_rule
 
 __all__ = [
     "AGG_MODES", "agg_loss",
-    "MEASURES", "Measure", "available_measures", "clip_bounds", "numeric_bounds", "register_measure",
+    "MATCHED_WIDTH", "MEASURES", "Measure", "available_measures", "clip_bounds", "matched_delta", "numeric_bounds", "register_measure",
     "KL_ESTIMATORS", "available_kl", "kl_penalty",
     "RULES", "PolicyRule", "RuleOutput", "available_rules", "policy_loss", "register_rule",
 ]

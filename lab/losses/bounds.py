@@ -217,3 +217,42 @@ def clip_bounds(measure: str, delta: float | None = None, *, delta_low: float | 
     if method == "closed" and m.has_closed_form:
         return float(m.lower(dl)), float(m.upper(dh))
     return numeric_bounds(m.d, dl, dh)
+
+
+MATCHED_WIDTH = 0.4
+"""Total width u − l of the lab's "matched budget": ratio clipping with ε = 0.2 gives [0.8, 1.2]."""
+
+
+def matched_delta(measure: str, width: float = MATCHED_WIDTH) -> float:
+    """The budget δ at which ``measure``'s clip interval is as wide as ratio clipping's with ε = 0.2.
+
+    This is the one definition of "matched budget" in the lab: the δ with u(δ) − l(δ) =
+    ``width`` (0.4 by default), found by Brent's method on the width, which grows with δ.
+    ``TrainConfig.clip_delta=None`` resolves to it, and notebooks and sample runs compare
+    clip measures at it. KL2 has the closed form δ = asinh(width/2)² / 2; KL1 δ = asinh(width/2).
+
+    >>> matched_delta("ratio")
+    0.2
+    >>> round(matched_delta("kl3"), 5), [round(x, 4) for x in clip_bounds("kl3", matched_delta("kl3"))]
+    (0.01996, [0.8133, 1.2133])
+    >>> round(matched_delta("kl2"), 6) == round(math.asinh(0.2) ** 2 / 2, 6)
+    True
+    """
+    m: Measure = MEASURES.get(measure)  # unknown names fail here, listing the valid ones
+    if isinstance(width, bool) or not isinstance(width, numbers.Real) or not (0 < width < math.inf):
+        raise ValueError(f"width: must be a finite number > 0, got {width!r}")
+    if measure == "ratio" and width == MATCHED_WIDTH:
+        return 0.2
+
+    def excess(log_delta: float) -> float:
+        lo, hi = clip_bounds(m.name, math.exp(log_delta)) if measure != "ratio" else (1 - math.exp(log_delta), 1 + math.exp(log_delta))
+        return (hi - lo) - width
+
+    lo, hi = math.log(1e-12), math.log(1e-3)
+    while excess(hi) < 0:
+        lo, hi = hi, hi + math.log(4.0)
+        if hi > math.log(1e6):
+            raise ValueError(f"measure {measure!r}: no budget up to 1e6 gives a clip interval of width {width}")
+    if excess(lo) >= 0:
+        raise ValueError(f"measure {measure!r}: even a budget of 1e-12 gives a clip interval wider than {width}")
+    return float(math.exp(brentq(excess, lo, hi, xtol=1e-14, maxiter=500)))

@@ -1,0 +1,33 @@
+"""lab.provenance: what every run and results file records about its origin."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import torch
+import transformers
+
+import lab
+from lab import provenance
+
+
+def test_collect_reports_this_process_versions_and_threads():
+    p = provenance.collect(device="cpu")
+    assert p["lab_version"] == lab.__version__
+    assert p["torch"] == torch.__version__
+    assert p["transformers"] == transformers.__version__
+    assert p["torch_threads"] == torch.get_num_threads()
+    assert p["device"] == "cpu"
+    json.dumps(p)  # JSON-safe
+
+
+def test_collect_names_the_git_commit_in_a_checkout():
+    repo = Path(lab.__file__).resolve().parent.parent
+    if not (repo / ".git").exists():
+        return  # installed from a wheel: nothing to compare against
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert provenance.collect()["git_commit"] == head
+
+
+def test_cpu_model_is_a_nonempty_string():
+    assert isinstance(provenance.cpu_model(), str) and provenance.cpu_model()
