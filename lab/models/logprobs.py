@@ -15,6 +15,11 @@ Conventions (the same as the rollout backends', which is what makes
   distribution); top-p truncation is NOT applied here;
 * entries where ``completion_mask`` is False are exactly 0;
 * gradients flow (no ``no_grad`` here): the trainer backprops through it.
+
+With a model switched to the lean forward (:func:`lab.models.fast.accelerate`, as the
+trainer does for GPT-2s), rows that repeat a prompt (the G rollouts of one group) have
+that prompt's positions computed once (:func:`lab.models.fast.shared_prefix_logits`): the
+same numbers to float rounding, fewer positions through the network.
 """
 
 from __future__ import annotations
@@ -50,6 +55,21 @@ def model_device(model) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+
+
+def _shared_prefix(model, prompt_ids, prompt_mask, comp_ids, comp_mask):
+    """Logits (N, T, V) from :func:`lab.models.fast.shared_prefix_logits` when ``model`` runs
+    the lean forward and some rows repeat a prompt (the G rollouts of a group); else None."""
+    from lab.models import fast
+
+    if not fast.lean_active(model) or prompt_ids.shape[0] < 2 or prompt_ids.shape[1] == 0:
+        return None
+    key = torch.cat([prompt_ids, prompt_mask.long()], dim=1)  # (N, 2P): a prompt is its ids and its mask
+    uniq, inverse = torch.unique(key, dim=0, return_inverse=True)  # (U, 2P), (N,)
+    if uniq.shape[0] == key.shape[0]:
+        return None  # every prompt distinct: nothing to share
+    P = prompt_ids.shape[1]
+    return fast.shared_prefix_logits(model, uniq[:, :P], uniq[:, P:].bool(), inverse, comp_ids, comp_mask)
 
 
 def completion_logprobs(model, rollout_output, *, with_entropy: bool = False, temperature: float = 1.0):
@@ -94,15 +114,18 @@ def completion_logprobs(model, rollout_output, *, with_entropy: bool = False, te
         empty = torch.zeros(N, 0, device=dev)
         return empty, (empty.clone() if with_entropy else None)
 
-    input_ids = torch.cat([prompt_ids, comp_ids], dim=1)  # (N, P+T)
-    attn = torch.cat([prompt_mask, comp_mask], dim=1).long()  # (N, P+T)
-    kwargs = dict(input_ids=input_ids, attention_mask=attn, position_ids=position_ids_from_mask(attn))
-    if _accepts(model, "logits_to_keep"):
-        kwargs["logits_to_keep"] = T + 1  # only the positions that predict completion tokens
-    if _accepts(model, "use_cache"):
-        kwargs["use_cache"] = False
-    logits = model(**kwargs).logits  # (N, L, V), L = T+1 or P+T
-    logits = logits[:, -(T + 1) : -1].float()  # (N, T, V): position t predicts completion token t
+    logits = _shared_prefix(model, prompt_ids, prompt_mask, comp_ids, comp_mask)  # (N, T, V) or None
+    if logits is None:
+        input_ids = torch.cat([prompt_ids, comp_ids], dim=1)  # (N, P+T)
+        attn = torch.cat([prompt_mask, comp_mask], dim=1).long()  # (N, P+T)
+        kwargs = dict(input_ids=input_ids, attention_mask=attn, position_ids=position_ids_from_mask(attn))
+        if _accepts(model, "logits_to_keep"):
+            kwargs["logits_to_keep"] = T + 1  # only the positions that predict completion tokens
+        if _accepts(model, "use_cache"):
+            kwargs["use_cache"] = False
+        logits = model(**kwargs).logits  # (N, L, V), L = T+1 or P+T
+        logits = logits[:, -(T + 1) : -1]  # (N, T, V): position t predicts completion token t
+    logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
     logp_all = F.log_softmax(logits, dim=-1)  # (N, T, V)
