@@ -1,26 +1,45 @@
-"""Value error of every estimator's baseline against the *exact* value, for G = 1, 2, 4, 8, 16.
+"""Value error of every estimator's baseline against the *exact* value, for G × prompt reuse J.
 
-    .venv/bin/python benchmarks/value_mse.py            # writes data/results/value_mse.csv
+    .venv/bin/python benchmarks/value_mse.py            # writes data/results/value_mse.csv (resumes)
     .venv/bin/python benchmarks/value_mse.py --seeds 2 --steps 20 --out /tmp/v.csv
+    .venv/bin/python benchmarks/value_mse.py --fresh    # start over (do this after changing estimator code)
 
 Every estimator runs on the same drifting Bernoulli bandit (``lab.synthetic``): 64 prompts,
-16 drawn per step, G rollouts each, interleaved; logits trend upward and wander, so history
-helps but goes stale. The true value of every rollout's prompt is known, so the error is
-exact (basis and blend get 8 reference samples per prompt at step 0 unless a row says
-otherwise): MSE = mean over rollouts of (b − V)², averaged over the steps after ``--warmup`` and
-then over seeds (± the standard error over seeds). All estimators of one seed see the same
-batches. The table is in docs/estimators.md; a test keeps it in sync with the CSV.
+16 per step, G rollouts each, interleaved; logits trend upward and wander, so history helps
+but goes stale. With prompt reuse J a block of 16 prompts is drawn every J steps and trained
+on for J consecutive steps (KAE's regime: J = 10 on GSM8K/MATH, 8 on DAPO); J = 1 draws
+fresh prompts every step. The true value of every rollout's prompt is known, so the error is
+exact: MSE = mean over rollouts of (b − V)², averaged over the steps after ``--warmup``. All
+estimators of one seed see the same batches (common random numbers), so comparisons are
+paired by seed.
 
-Reading it: RLOO is unbiased with MSE V(1−V)/(G−1); GRPO's mean includes the rollout's own
-reward (MSE V(1−V)/G, but correlated with r); at G = 1 the group family has baseline 0.
+Rows are named by their parameters, ``name(param=value, ...)``, and the label *is* the spec:
+the benchmark builds each row from its label, so a changed default can never relabel a row
+(the sidecar records every row's fully resolved parameters; a test compares them with
+today's code). ``reference=N`` is the harness's own option: N offline reference samples per
+prompt at step 0 for estimators with an offline stage (``wants_reference``; default 8).
+``posterior`` is the floor (``lab.synthetic.PosteriorBaseline``): the exact posterior mean
+of V given everything a baseline may see without its own reward. No baseline can do better
+in expectation; every row's ratio to it says how much room is left.
+
+Output: ``data/results/value_mse.csv`` (one row per estimator × G × J × seed, written as each
+finishes, so an interrupted run resumes where it stopped) and ``value_mse.provenance.json``
+beside it (settings, ``lab.provenance.collect()``, resolved parameters per row). The tables
+in docs/estimators.md are ``table(read_csv(...))``; a test keeps them in sync.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import contextlib
 import csv
 import functools
+import inspect
+import json
 import math
+import os
+import time
 from pathlib import Path
 
 import torch
@@ -28,47 +47,177 @@ from tqdm import tqdm
 
 from lab import estimators
 from lab.estimators import RewardBatch
-from lab.synthetic import DriftingBandit, value_mse_run
+from lab.synthetic import DriftingBandit, PosteriorBaseline, posterior_mse_run, value_mse_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "value_mse.csv"
 GROUP_SIZES = (1, 2, 4, 8, 16)
-VARIANTS = {
-    "basis(fallback=prior)": ("basis", {"fallback": "prior"}),
-    "basis(beta_selection=batch)": ("basis", {"beta_selection": "batch"}),
-    "blend(no reference)": ("blend", {}),
-}
-"""Extra rows: label -> (registered name, parameters). BASIS's paper fallback (baseline 0 for
-prompts whose prior is near 0 or 1) is its default; the prior fallback shows what it costs.
-``beta_selection="batch"`` (the paper's literal reading) picks β on all rewards, the rollout's
-own included; the default cross-fits β on the other half of the batch."""
-NO_REFERENCE = {"blend(no reference)"}
-"""Rows run without the 8 offline reference samples per prompt that estimators with
-``set_reference`` (basis, blend) otherwise get."""
+REUSES = (1, 2, 4, 8, 10)
+FIELDS = ["estimator", "group_size", "reuse", "seed", "value_mse"]
+POSTERIOR = "posterior"
+REFERENCE = 8
+"""Offline reference samples per prompt for rows that take them, unless a row says ``reference=N``."""
+
+KAE_H = (0.2, 0.5, 1.0, 2.0, 5.0)
+ROWS = (
+    "grpo", "dr_grpo", "rloo", "reinforce_plus_plus", "reinforce_plus_plus_baseline", "krpo", "krpo_invariant",
+    *(f"kae(h={h})" for h in KAE_H),
+    "basis(fallback=prior, online_prior=missing, beta_selection=crossfit)",
+    "basis(fallback=zero, online_prior=missing, beta_selection=crossfit)",
+    "basis(fallback=prior, online_prior=always, beta_selection=crossfit)",
+    "basis(fallback=prior, online_prior=missing, beta_selection=batch)",
+    "blend(decay=0.95)", "blend(decay=0.95, reference=0)",
+    POSTERIOR, f"{POSTERIOR}(reference=0)",
+)
+"""Every row of the benchmark, by label. BASIS rows name all three reading choices (fallback,
+prior source, β selection); KAE's bandwidth h is swept (the paper's value is not known); the
+two floors match the two amounts of offline information (with and without reference samples)."""
+
+SEEDS = 8
+"""Seeds of the committed results (95% intervals use the t distribution with SEEDS − 1 df)."""
+
+CLAIM_J = 10
+"""The reuse at which KAE's claim is checked (the paper's J for GSM8K/MATH)."""
 
 
-def _entries() -> dict[str, tuple[str, dict]]:
-    """Every registered estimator on its defaults, then the variants."""
-    return {**{n: (n, {}) for n in estimators.available()}, **VARIANTS}
+# --- labels --------------------------------------------------------------------------------------
+def parse_label(label: str) -> tuple[str, dict, int]:
+    """``"basis(fallback=zero, reference=0)"`` -> ("basis", {"fallback": "zero"}, 0).
+
+    Values are Python literals where they parse (numbers, True/False), else strings.
+
+    >>> parse_label("kae(h=0.5)")
+    ('kae', {'h': 0.5}, 8)
+    >>> parse_label("blend(decay=0.95, reference=0)")
+    ('blend', {'decay': 0.95}, 0)
+    """
+    name, _, rest = label.partition("(")
+    params: dict = {}
+    if rest:
+        if not rest.endswith(")"):
+            raise ValueError(f"label {label!r}: expected name(param=value, ...)")
+        for item in filter(None, (x.strip() for x in rest[:-1].split(","))):
+            key, eq, raw = item.partition("=")
+            if not eq:
+                raise ValueError(f"label {label!r}: {item!r} is not param=value")
+            try:
+                value = ast.literal_eval(raw.strip())
+            except (ValueError, SyntaxError):
+                value = raw.strip()
+            params[key.strip()] = value
+    reference = int(params.pop("reference", REFERENCE))
+    return name, params, reference
+
+
+def _make(label: str):
+    name, params, _ = parse_label(label)
+    return estimators.get(name, **params)
+
+
+def resolved_params(label: str) -> dict:
+    """Every constructor parameter of the row's estimator, defaults filled in (JSON-ready).
+
+    >>> resolved_params("kae(h=0.5)")["h"], resolved_params("kae(h=0.5)")["kernel"]
+    (0.5, 'triangular')
+    """
+    name, params, reference = parse_label(label)
+    if name == POSTERIOR:
+        return {"reference": reference}
+    obj = estimators.ESTIMATORS.get(name)
+    is_class = isinstance(obj, type)
+    sig = inspect.signature(obj.__init__ if is_class else obj)
+    skip = 1 if is_class else 2
+    out = {p.name: p.default for p in list(sig.parameters.values())[skip:] if p.default is not inspect.Parameter.empty}
+    out.update(params)
+    if getattr(obj, "wants_reference", False):
+        out["reference"] = reference
+    return json.loads(json.dumps(out, default=list))
+
+
+# --- the measurement -----------------------------------------------------------------------------
+def run_one(label: str, group_size: int, reuse: int, seed: int, steps: int, warmup: int) -> float:
+    """Mean value MSE over steps >= warmup of one row on one seed."""
+    name, params, reference = parse_label(label)
+    if name == POSTERIOR:
+        r = posterior_mse_run(group_size, steps=steps, reuse=reuse, seed=seed, reference_samples=reference)
+    else:
+        r = value_mse_run(name, group_size, steps=steps, reuse=reuse, seed=seed, reference_samples=reference,
+                          make=lambda n: estimators.get(n, **params))
+    return float(r.mse[warmup:].mean())
+
+
+def jobs(labels=ROWS, group_sizes=GROUP_SIZES, reuses=REUSES, seeds=range(SEEDS)) -> list[tuple[str, int, int, int]]:
+    """(label, G, J, seed) in the file's canonical order."""
+    return [(lab, g, j, s) for j in reuses for g in group_sizes for lab in labels for s in seeds]
+
+
+def run(seeds: int = SEEDS, steps: int = 40, warmup: int = 10, group_sizes=GROUP_SIZES, reuses=REUSES, labels=ROWS,
+        seed_list=None, progress: bool = True, out: Path | None = None, done: dict | None = None) -> list[dict]:
+    """Long-format rows (``FIELDS``); with ``out`` each row is appended to that CSV as it finishes.
+
+    ``done`` maps (label, G, J, seed) to an already measured value (from a resumed file);
+    those jobs are not run again.
+    """
+    if not 0 <= warmup < steps:
+        raise ValueError(f"warmup: expected 0 <= warmup < steps ({steps}), got {warmup}")
+    done = done or {}
+    todo = jobs(labels, group_sizes, reuses, seed_list if seed_list is not None else range(seeds))
+    rows = []
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(one_thread())
+        f = writer = None
+        if out is not None:
+            new = not out.exists() or out.stat().st_size == 0
+            f = stack.enter_context(open(out, "a", newline=""))
+            writer = csv.DictWriter(f, fieldnames=FIELDS)
+            if new:
+                writer.writeheader()
+        for label, g, j, s in tqdm(todo, desc="value MSE", disable=not progress):
+            key = (label, g, j, s)
+            if key in done:
+                value = done[key]
+            else:
+                value = run_one(label, g, j, s, steps, warmup)
+                if writer is not None:
+                    writer.writerow(_csv_row({"estimator": label, "group_size": g, "reuse": j, "seed": s, "value_mse": value}))
+                    f.flush()
+            rows.append({"estimator": label, "group_size": g, "reuse": j, "seed": s, "value_mse": value})
+    return rows
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch on one intra-op thread inside the block (tiny tensors: threads only contend)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @functools.lru_cache(maxsize=None)  # deterministic; table() asks once per row and is called more than once
 def sees_own_reward(label: str, trials: int = 20) -> bool:
+    with one_thread():
+        return _sees_own_reward(label, trials)
+
+
+def _sees_own_reward(label: str, trials: int) -> bool:
     """Whether a rollout's own reward can move its own baseline (checked, not declared).
 
     Flips one rollout's reward in random batches (groups of 4, some history) and looks at that
     rollout's baseline. Such a baseline lowers value MSE partly by copying the reward, and it
     biases the policy gradient; the table marks it.
     """
-    name, params = _entries()[label]
+    name, params, reference = parse_label(label)
     gen = torch.Generator().manual_seed(0)
     for _ in range(trials):
         sim = DriftingBandit(8, seed=int(torch.randint(1000, (1,), generator=gen)))
         outs = []
         for flip in (False, True):
-            est = estimators.get(name, **params)
-            if hasattr(est, "set_reference") and label not in NO_REFERENCE:
-                ref, _ = sim.sample(torch.arange(8), 8, 0, generator=torch.Generator().manual_seed(1))
+            est = PosteriorBaseline.for_bandit(sim) if name == POSTERIOR else estimators.get(name, **params)
+            if hasattr(est, "set_reference") and reference > 0:
+                ref, _ = sim.sample(torch.arange(8), reference, 0, generator=torch.Generator().manual_seed(1))
                 est.set_reference(ref.prompt_ids, ref.rewards)
             hist, _ = sim.sample(torch.arange(8), 4, 0, generator=torch.Generator().manual_seed(2))
             est(hist)
@@ -82,87 +231,271 @@ def sees_own_reward(label: str, trials: int = 20) -> bool:
     return False
 
 
-def run(seeds: int = 5, steps: int = 40, warmup: int = 10, group_sizes=GROUP_SIZES, progress: bool = True) -> list[dict]:
-    """Long-format rows: estimator, group_size, seed, value_mse (mean over steps >= warmup)."""
-    if not 0 <= warmup < steps:
-        raise ValueError(f"warmup: expected 0 <= warmup < steps ({steps}), got {warmup}")
-    entries = _entries()
-    jobs = [(label, g, s) for g in group_sizes for label in entries for s in range(seeds)]
-    rows = []
-    for label, g, s in tqdm(jobs, desc="value MSE", disable=not progress):
-        name, params = entries[label]
-        r = value_mse_run(name, g, steps=steps, seed=s, make=lambda n, p=params: estimators.get(n, **p),
-                          reference_samples=0 if label in NO_REFERENCE else 8)
-        rows.append({"estimator": label, "group_size": g, "seed": s, "value_mse": float(r.mse[warmup:].mean())})
-    return rows
+# --- statistics ---------------------------------------------------------------------------------
+def _t95(n: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, n - 1))
 
 
-def summarize(rows: list[dict]) -> dict[tuple[str, int], tuple[float, float]]:
-    """(estimator, G) -> (mean over seeds, standard error over seeds)."""
-    by: dict[tuple[str, int], list[float]] = {}
+def _by_key(rows: list[dict]) -> dict[tuple[str, int, int], dict[int, float]]:
+    by: dict[tuple[str, int, int], dict[int, float]] = {}
     for r in rows:
-        by.setdefault((r["estimator"], int(r["group_size"])), []).append(float(r["value_mse"]))
+        by.setdefault((r["estimator"], int(r["group_size"]), int(r["reuse"])), {})[int(r["seed"])] = float(r["value_mse"])
+    return by
+
+
+def ratio_ci(rows: list[dict], a: tuple[str, int, int], b: tuple[str, int, int]) -> tuple[float, float, float, int]:
+    """Paired ratio MSE_a / MSE_b: (mean over seeds of the per-seed ratio, 95% t-interval low, high, seeds).
+
+    ``a`` and ``b`` are (label, G, J); only seeds present in both count.
+
+    >>> rows = [{"estimator": e, "group_size": 1, "reuse": 1, "seed": s, "value_mse": v}
+    ...         for e, vs in (("x", [1.0, 2.0, 3.0]), ("y", [2.0, 4.0, 6.0])) for s, v in enumerate(vs)]
+    >>> ratio_ci(rows, ("x", 1, 1), ("y", 1, 1))
+    (0.5, 0.5, 0.5, 3)
+    """
+    by = _by_key(rows)
+    xa, xb = by.get(a, {}), by.get(b, {})
+    seeds = sorted(set(xa) & set(xb))
+    if not seeds:
+        raise KeyError(f"no common seeds for {a} and {b}")
+    q = [xa[s] / xb[s] for s in seeds]
+    n = len(q)
+    mean = sum(q) / n
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in q) / (n - 1))
+    half = _t95(n) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half, n
+
+
+def summarize(rows: list[dict]) -> dict[tuple[str, int, int], tuple[float, float]]:
+    """(label, G, J) -> (mean over seeds, standard error over seeds)."""
     out = {}
-    for key, v in by.items():
+    for key, per_seed in _by_key(rows).items():
+        v = list(per_seed.values())
         mean = sum(v) / len(v)
         se = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1) / len(v)) if len(v) > 1 else float("nan")
         out[key] = (mean, se)
     return out
 
 
-def table(rows: list[dict]) -> str:
-    """Markdown table: one row per estimator, one column per G, best per column in bold.
+def floor_of(label: str) -> str:
+    """The floor matching a row's offline information: the posterior with the same reference samples."""
+    name, _, reference = parse_label(label)
+    wants = name == POSTERIOR or getattr(estimators.ESTIMATORS.get(name), "wants_reference", False)
+    seen = reference if wants else 0  # reference samples the row actually gets
+    return POSTERIOR if seen == REFERENCE else f"{POSTERIOR}(reference={seen})"
 
-    An estimator whose baseline sees the rollout's own reward gets a † (see ``sees_own_reward``).
-    """
+
+def _pct(r: tuple[float, float, float, int]) -> str:
+    mean, lo, hi, _ = r
+    return f"{100 * (mean - 1):+.0f}% [{100 * (lo - 1):+.0f}, {100 * (hi - 1):+.0f}]"
+
+
+def _default_mark(label: str) -> str:
+    """' (default)' for the row that is its estimator's registered default, among several rows of it."""
+    name, params, reference = parse_label(label)
+    if name == POSTERIOR or sum(parse_label(x)[0] == name for x in ROWS) < 2:
+        return ""
+    obj = estimators.ESTIMATORS.get(name)
+    sig = inspect.signature(obj.__init__ if isinstance(obj, type) else obj)
+    defaults = {p.name: p.default for p in sig.parameters.values()}
+    same = all(defaults.get(k) == v for k, v in params.items()) and reference == REFERENCE
+    return " (default)" if same else ""
+
+
+# --- the tables ----------------------------------------------------------------------------------
+KAE_DEFAULT = "kae(h=0.2)"
+BASIS_DEFAULT = "basis(fallback=prior, online_prior=missing, beta_selection=crossfit)"
+BASIS_ZERO = "basis(fallback=zero, online_prior=missing, beta_selection=crossfit)"
+BASIS_ALWAYS = "basis(fallback=prior, online_prior=always, beta_selection=crossfit)"
+
+
+def claims_table(rows: list[dict]) -> str:
+    """Each seed method against the baseline its paper compares with, as % change in value MSE (95% CI)."""
     stats = summarize(rows)
-    names = list(dict.fromkeys(k[0] for k in stats))  # first-seen order: registry order, then variants
-    sizes = sorted({k[1] for k in stats})
-    best = {g: min(stats[(n, g)][0] for n in names) for g in sizes}
-    lines = ["| estimator | " + " | ".join(f"G = {g}" for g in sizes) + " |", "|---|" + "---|" * len(sizes)]
-    for n in names:
-        cells = []
-        for g in sizes:
-            mean, se = stats[(n, g)]
-            cell = f"{mean:.4f} ± {se:.4f}"
-            cells.append(f"**{cell}**" if mean == best[g] else cell)
-        mark = " †" if n in _entries() and sees_own_reward(n) else ""
-        lines.append(f"| {n}{mark} | " + " | ".join(cells) + " |")
+    have = lambda k: k in stats  # noqa: E731
+    lines = ["| claim (paper's number) | lab's comparison | J | change in value MSE, mean [95% CI] | seeds |",
+             "|---|---|---|---|---|"]
+    best_h = {}
+    for g in (2, 4):
+        cand = [lab for lab in ROWS if lab.startswith("kae(") and have((lab, g, CLAIM_J))]
+        if cand:
+            best_h[g] = min(cand, key=lambda lab: stats[(lab, g, CLAIM_J)][0])
+    for g in (2, 4):
+        for j in (1, 8, CLAIM_J):
+            if have((KAE_DEFAULT, g, j)) and have(("grpo", g, j)):
+                r = ratio_ci(rows, (KAE_DEFAULT, g, j), ("grpo", g, j))
+                lines.append(f"| KAE: value error 64–71% below GRPO's group mean | `{KAE_DEFAULT}` vs `grpo`, G = {g} | {j} | {_pct(r)} | {r[3]} |")
+        if g in best_h and best_h[g] != KAE_DEFAULT:
+            r = ratio_ci(rows, (best_h[g], g, CLAIM_J), ("grpo", g, CLAIM_J))
+            lines.append(f"| (same, best h of the sweep: picked on these seeds) | `{best_h[g]}` vs `grpo`, G = {g} | {CLAIM_J} | {_pct(r)} | {r[3]} |")
+    for lab in (BASIS_DEFAULT, BASIS_ZERO, BASIS_ALWAYS):
+        for j in (1, CLAIM_J):
+            if have((lab, 1, j)) and have(("reinforce_plus_plus", 1, j)):
+                r = ratio_ci(rows, (lab, 1, j), ("reinforce_plus_plus", 1, j))
+                lines.append(f"| BASIS: value MSE 69% below REINFORCE++ (G = 1) | `{lab}` vs `reinforce_plus_plus`, G = 1 | {j} | {_pct(r)} | {r[3]} |")
+    for lab in (BASIS_DEFAULT, BASIS_ZERO, BASIS_ALWAYS):
+        for j in (1, CLAIM_J):
+            if have((lab, 1, j)) and have(("grpo", 8, j)):
+                r = ratio_ci(rows, (lab, 1, j), ("grpo", 8, j))
+                lines.append(f"| BASIS: 1 rollout below the group mean of 8 | `{lab}` at G = 1 vs `grpo` at G = 8 | {j} | {_pct(r)} | {r[3]} |")
     return "\n".join(lines)
 
 
+def bandwidth_table(rows: list[dict]) -> str:
+    """KAE's h swept: % change in value MSE against GRPO's group mean, per G (2, 4) and J."""
+    stats = summarize(rows)
+    reuses = sorted({k[2] for k in stats})
+    lines = ["| KAE bandwidth | G | " + " | ".join(f"J = {j}" for j in reuses) + " |", "|---|---|" + "---|" * len(reuses)]
+    for g in (2, 4):
+        for lab in (x for x in ROWS if x.startswith("kae(")):
+            if not all((lab, g, j) in stats and ("grpo", g, j) in stats for j in reuses):
+                continue
+            cells = [_pct(ratio_ci(rows, (lab, g, j), ("grpo", g, j))) for j in reuses]
+            lines.append(f"| `{lab}`{_default_mark(lab)} | {g} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def value_table(rows: list[dict], reuse: int) -> str:
+    """One J: value MSE (mean over seeds) and its ratio to the matching floor, one column per G.
+
+    The lowest estimator per column is in bold; † marks a baseline that sees its own reward.
+    """
+    stats = summarize(rows)
+    labels = [x for x in ROWS if any(k[0] == x and k[2] == reuse for k in stats)]
+    sizes = sorted({k[1] for k in stats if k[2] == reuse})
+    best = {g: min(stats[(n, g, reuse)][0] for n in labels if parse_label(n)[0] != POSTERIOR and (n, g, reuse) in stats)
+            for g in sizes}
+    lines = ["| estimator | " + " | ".join(f"G = {g}" for g in sizes) + " |", "|---|" + "---|" * len(sizes)]
+    for n in labels:
+        cells = []
+        for g in sizes:
+            if (n, g, reuse) not in stats:
+                cells.append("—")
+                continue
+            mean = stats[(n, g, reuse)][0]
+            if parse_label(n)[0] == POSTERIOR:
+                cells.append(f"{mean:.4f}")
+                continue
+            fl = floor_of(n)
+            ratio = ratio_ci(rows, (n, g, reuse), (fl, g, reuse))[0] if (fl, g, reuse) in stats else math.nan
+            cell = f"{mean:.4f} ({ratio:.1f}×)"
+            cells.append(f"**{cell}**" if mean == best[g] else cell)
+        mark = " †" if sees_own_reward(n) else ""
+        lines.append(f"| `{n}`{_default_mark(n)}{mark} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def table(rows: list[dict]) -> str:
+    """All the markdown the docs show: claims, KAE's bandwidth sweep, then one value table per J."""
+    reuses = sorted({int(r["reuse"]) for r in rows})
+    parts = ["**Each seed method against its paper's baseline** (per-seed ratio of value MSE, paired by seed; "
+             "95% t-interval over seeds):", "", claims_table(rows), "",
+             "**KAE's bandwidth h** (window h·t steps), change in value MSE against `grpo`'s group mean:", "",
+             bandwidth_table(rows)]
+    for j in reuses:
+        parts += ["", f"**Prompt reuse J = {j}**: value MSE (ratio to the floor `posterior` with the same offline "
+                      "information):", "", value_table(rows, j)]
+    return "\n".join(parts)
+
+
+# --- files ---------------------------------------------------------------------------------------
+def _csv_row(r: dict) -> dict:
+    return {**r, "value_mse": f"{r['value_mse']:.10f}"}
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
+    """The whole file at once, atomically (temp file + rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["estimator", "group_size", "seed", "value_mse"])
+        w = csv.DictWriter(f, fieldnames=FIELDS)
         w.writeheader()
         for r in rows:
-            w.writerow({**r, "value_mse": f"{r['value_mse']:.10f}"})
+            w.writerow(_csv_row(r))
     tmp.replace(path)
 
 
 def read_csv(path: Path) -> list[dict]:
+    """Rows of a results file; a torn last line (an interrupted write) is skipped."""
+    out = []
     with open(path, newline="") as f:
-        return [{**r, "group_size": int(r["group_size"]), "seed": int(r["seed"]), "value_mse": float(r["value_mse"])} for r in csv.DictReader(f)]
+        for r in csv.DictReader(f):
+            try:
+                out.append({"estimator": r["estimator"], "group_size": int(r["group_size"]), "reuse": int(r["reuse"]),
+                            "seed": int(r["seed"]), "value_mse": float(r["value_mse"])})
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
+def sidecar_path(out: Path) -> Path:
+    return out.with_name(out.stem + ".provenance.json")
+
+
+def _settings(args) -> dict:
+    return {"seeds": args.seeds, "steps": args.steps, "warmup": args.warmup, "group_sizes": list(args.group_sizes),
+            "reuses": list(args.reuses), "n_prompts": 64, "prompts_per_step": 16}
+
+
+def _drop_torn_tail(path: Path) -> None:
+    """Cut an unfinished last line (a kill mid-write) so appends start on a fresh line."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=5, help="independent runs per (estimator, G) (default 5)")
+    ap.add_argument("--seeds", type=int, default=SEEDS, help=f"independent runs per (row, G, J) (default {SEEDS})")
     ap.add_argument("--steps", type=int, default=40, help="training steps per run (default 40)")
     ap.add_argument("--warmup", type=int, default=10, help="first steps left out of the average (default 10)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV to write (default {DEFAULT_OUT.relative_to(ROOT)})")
+    ap.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing --out")
+    ap.add_argument("--group-sizes", type=int, nargs="+", default=list(GROUP_SIZES), help="G values (default 1 2 4 8 16)")
+    ap.add_argument("--reuses", type=int, nargs="+", default=list(REUSES), help="prompt reuse J values (default 1 2 4 8 10)")
     args = ap.parse_args(argv)
     if args.seeds < 2:
-        ap.error("--seeds: need at least 2 for a standard error")
-    rows = run(args.seeds, args.steps, args.warmup)
-    write_csv(rows, args.out)
+        ap.error("--seeds: need at least 2 for a confidence interval")
+    if not 0 <= args.warmup < args.steps:
+        ap.error(f"--warmup: expected 0 <= warmup < steps ({args.steps}), got {args.warmup}")
+    settings = _settings(args)
+    side = sidecar_path(args.out)
+    done = {}
+    if args.out.exists() and not args.fresh:
+        before = json.loads(side.read_text()) if side.exists() else {}
+        if before.get("settings") != settings:
+            ap.error(f"--out: {args.out} was written with other settings ({before.get('settings')}); rerun with --fresh to "
+                     f"overwrite it, or choose another --out")
+        _drop_torn_tail(args.out)
+        # a row whose parameters resolve differently today (a changed default) is measured again
+        same = {lab for lab in ROWS if before.get("rows", {}).get(lab) == resolved_params(lab)}
+        done = {(r["estimator"], r["group_size"], r["reuse"], r["seed"]): r["value_mse"] for r in read_csv(args.out)
+                if r["estimator"] in same}
+    else:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        if args.out.exists():
+            args.out.unlink()
+    from lab.provenance import collect
+
+    meta = {"settings": settings, "provenance": collect(), "rows": {lab: resolved_params(lab) for lab in ROWS},
+            "complete": False}
+    side.write_text(json.dumps(meta, indent=1) + "\n")
+    t0 = time.time()
+    rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
+               out=args.out, done=done)
+    write_csv(rows, args.out)  # canonical order, whatever was resumed
+    meta.update(complete=True, elapsed_s=round(time.time() - t0, 1), resumed_rows=len(done))
+    tmp = side.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=1) + "\n")
+    os.replace(tmp, side)
     print(f"\nValue MSE against the exact value (drifting bandit, {args.seeds} seeds x {args.steps} steps, "
-          f"first {args.warmup} left out), mean ± s.e. over seeds; lowest per G in bold; "
-          "† the baseline sees the rollout's own reward:\n")
+          f"first {args.warmup} left out); † the baseline sees the rollout's own reward:\n")
     print(table(rows))
-    print(f"\nRows: {args.out}")
+    print(f"\nRows: {args.out}\nProvenance: {side}")
     return rows
 
 

@@ -1,4 +1,4 @@
-"""Make docs/img/trust_regions.png and print the bounds table of docs/losses.md.
+"""Make docs/img/trust_regions.png and print the bounds and matched-budget tables of docs/losses.md.
 
 Run from the repository root:  .venv/bin/python docs/make_trust_region_figure.py
 The picture the KL3 notebook builds on: d(w) of ratio (ε = 0.2), KL2 and KL3 against the
@@ -17,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lab.losses import MEASURES, clip_bounds  # noqa: E402
+from lab.losses import MEASURES, clip_bounds, matched_delta  # noqa: E402
 
 DELTAS = (0.01, 0.02, 0.03, 0.05, 0.1)
 W_RANGE = (0.5, 1.8)
@@ -33,6 +33,19 @@ def bounds_table(deltas=DELTAS) -> str:
     for d in deltas:
         cells = [f"[{lo:.4f}, {hi:.4f}]" for lo, hi in (clip_bounds(m, d) for m in ("kl3", "kl2", "kl1", "ratio"))]
         rows.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def matched_table() -> str:
+    """Markdown table of each measure's matched budget (``lab.losses.matched_delta``) and its interval."""
+    rows = [
+        "| measure | matched δ | [l, u] | room down 1 − l | room up u − 1 |",
+        "|---|---|---|---|---|",
+    ]
+    for m in ("ratio", "kl1", "kl2", "kl3"):
+        d = matched_delta(m)
+        lo, hi = clip_bounds(m, d)
+        rows.append(f"| `{m}` | {d:.5f} | [{lo:.4f}, {hi:.4f}] | {1 - lo:.4f} | {hi - 1:.4f} |")
     return "\n".join(rows)
 
 
@@ -98,3 +111,4 @@ def make_figure(path: Path, delta: float = 0.03, eps: float = 0.2) -> Path:
 if __name__ == "__main__":
     print(make_figure(Path(__file__).resolve().parent / "img" / "trust_regions.png"))
     print(bounds_table())
+    print(matched_table())

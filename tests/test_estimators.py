@@ -167,17 +167,17 @@ def ref_basis_loo(r, mu, active, pool, i, drift="additive", clip=True):
     return min(max(b, 0.0), 1.0) if clip else b
 
 
-def ref_basis_additive(r, mu, eps=0.03):
-    """Additive-drift BASIS baselines at fixed priors mu (i.e. one fixed β); inactive -> 0."""
+def ref_basis_additive(r, mu, eps=0.03, fallback="prior"):
+    """Additive-drift BASIS baselines at fixed priors mu (i.e. one fixed β); inactive -> mu (or 0)."""
     active = [eps < m < 1 - eps for m in mu]
     pool = [True] * len(r)
-    return [ref_basis_loo(r, mu, active, pool, i) if active[i] else 0.0 for i in range(len(r))]
+    return [ref_basis_loo(r, mu, active, pool, i) if active[i] else (0.0 if fallback == "zero" else mu[i]) for i in range(len(r))]
 
 
 class RefBASIS:
     """BASIS on one batch: priors from a bank {prompt: [samples]}, β picked on the grid."""
 
-    def __init__(self, bank, betas=DEFAULT_BETAS, eps=0.03, drift="additive", fallback="zero", default_prior=0.5):
+    def __init__(self, bank, betas=DEFAULT_BETAS, eps=0.03, drift="additive", fallback="prior", default_prior=0.5):
         self.bank, self.betas, self.eps, self.drift, self.fallback = bank, betas, eps, drift, fallback
         self.default_prior = default_prior
 
@@ -846,16 +846,17 @@ def test_basis_soft_value_lies_between_mean_and_max_and_falls_with_beta(samples)
     assert vals[-1] == pytest.approx(mean, abs=1e-3) and float(soft_value(s, v, 1e-3)) == pytest.approx(top, abs=3e-3)
 
 
-def test_basis_inactive_prompts_get_baseline_zero_and_advantage_equal_to_reward():
-    est = BASIS(online_prior=False)
+def test_basis_inactive_prompts_get_their_prior_by_default_and_zero_with_the_zero_fallback():
+    est = BASIS(online_prior=False, fallback="zero")
     # prompt 1: μ = 1 for every β; prompt 2: μ = 0; prompt 3: μ strictly inside (0, 1)
     est.set_reference(torch.tensor([1, 1, 2, 2, 3, 3]), torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0], dtype=torch.float64))
     out = est(B([1.0, 1.0, 0.0], [1, 2, 3]))
     assert out.baselines[:2].tolist() == [0.0, 0.0] and out.advantages[:2].tolist() == [1.0, 1.0]
     assert out.info["active_frac"] == pytest.approx(1 / 3)
-    est = BASIS(online_prior=False, fallback="prior")  # the lab option: the prior itself
-    est.set_reference(torch.tensor([1, 1]), torch.tensor([1.0, 1.0], dtype=torch.float64))
-    assert float(est(B([1.0], [1])).baselines[0]) == pytest.approx(1.0)
+    est = BASIS()  # default fallback="prior": the prior itself
+    est.set_reference(torch.tensor([1, 1, 2, 2]), torch.tensor([1.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+    out = est(B([1.0, 1.0], [1, 2]))
+    assert out.baselines.tolist() == pytest.approx([1.0, 0.0], abs=1e-12) and out.advantages.tolist() == pytest.approx([0.0, 1.0], abs=1e-12)
 
 
 def test_basis_online_prior_learns_from_observed_rollouts_and_update_false_does_not():
@@ -866,6 +867,38 @@ def test_basis_online_prior_learns_from_observed_rollouts_and_update_false_does_
     mu = est.priors(torch.tensor([3, 4, 5]))  # (B, 3): one sample each; prompt 5 unseen -> default 0.5
     assert mu[:, 0].tolist() == pytest.approx([1.0] * len(DEFAULT_BETAS)) and mu[:, 1].abs().max() < 1e-12
     assert mu[:, 2].tolist() == [0.5] * len(DEFAULT_BETAS)
+
+
+def test_basis_online_prior_modes_decide_which_rollouts_join_the_prior():
+    ref_ids, ref_r = torch.tensor([1, 1]), torch.tensor([1.0, 0.0], dtype=torch.float64)  # prompt 1: reference mean 0.5
+    batch = B([1.0, 1.0], [1, 2])  # prompt 2 has no reference samples
+    means = {}
+    for mode in ("missing", "never", "always", True, False):
+        est = BASIS(online_prior=mode, betas=(1000.0,))  # β → ∞: μ is the plain sample mean
+        est.set_reference(ref_ids, ref_r)
+        est(batch)
+        means[mode] = [round(float(m), 3) for m in est.priors(torch.tensor([1, 2]))[0]]
+    assert means["missing"] == [0.5, 1.0]  # the offline prior kept; a running prior where it is missing
+    assert means["never"] == means[False] == [0.5, 0.5]  # prompt 2 stays at default_prior
+    assert means["always"] == means[True] == [0.667, 1.0]
+    assert BASIS().online_prior == "missing" and BASIS().fallback == "prior"
+    with pytest.raises(ValueError, match="online_prior: choose one of 'missing', 'never', 'always'"):
+        BASIS(online_prior="sometimes")
+
+
+def test_basis_state_saved_before_reference_flags_existed_still_loads():
+    est = BASIS()
+    est(B([1.0, 0.0], [3, 4]))
+    old = {k: v for k, v in est.state_dict().items() if k != "ref"}  # the format of earlier runs
+    other = BASIS()
+    other.load_state_dict(old)
+    other(B([1.0], [3]))  # prompt 3 had no reference samples, so it keeps learning
+    assert other.state_dict()["seen"].tolist() == [2, 1]
+
+
+def test_estimators_with_an_offline_stage_say_so():
+    wants = {n for n in ALL if getattr(get(n), "wants_reference", False)}
+    assert wants == {"basis", "blend"} and all(hasattr(get(n), "set_reference") for n in wants)
 
 
 # --- grouping: counting (row-number ids) and sorting (hashed ids) give the same groups ----------------------

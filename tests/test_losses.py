@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lab import losses
-from lab.losses import agg_loss, clip_bounds, kl_penalty, numeric_bounds, policy_loss
+from lab.losses import MEASURES, agg_loss, available_measures, clip_bounds, kl_penalty, numeric_bounds, policy_loss
 
 # bisection values from ../shared/methods.md (Wu et al., arXiv 2602.05494)
 TABLE = {
@@ -517,7 +517,38 @@ def test_the_bounds_table_in_docs_is_the_one_the_code_prints():
     docs = Path(__file__).resolve().parents[1] / "docs"
     sys.path.insert(0, str(docs))
     try:
-        from make_trust_region_figure import bounds_table
+        from make_trust_region_figure import bounds_table, matched_table
     finally:
         sys.path.remove(str(docs))
-    assert bounds_table() in (docs / "losses.md").read_text()
+    text = (docs / "losses.md").read_text()
+    assert bounds_table() in text and matched_table() in text
+
+
+# --- matched budgets and KL3's direction ------------------------------------------------------------------
+def test_matched_budget_gives_every_measure_the_total_width_of_ratio_clipping_at_0_2():
+    from lab.losses import MATCHED_WIDTH, matched_delta
+
+    assert MATCHED_WIDTH == 0.4 and matched_delta("ratio") == 0.2
+    for m in available_measures():
+        d = matched_delta(m)
+        lo, hi = numeric_bounds(MEASURES.get(m).d, d)  # root finding, not the closed form matched_delta used
+        assert hi - lo == pytest.approx(0.4, abs=1e-9), m
+    assert 0.0199 < matched_delta("kl3") < 0.0201  # "δ ≈ 0.02", not the shared 0.2 that gives [0.49, 1.77]
+    lo, hi = clip_bounds("kl3", 0.2)
+    assert hi - lo > 1.2  # why one δ for every measure silently loosens KL3
+
+
+def test_kl3_measure_is_k3_of_kl_from_old_to_new_policy_for_tokens_sampled_from_old():
+    # w = π_θ/π_old: E_{a∼π_old}[w − 1 − log w] = KL(π_old ‖ π_θ) exactly, since E_old[w] = 1
+    gen = torch.Generator().manual_seed(0)
+    old = torch.softmax(torch.randn(50, generator=gen, dtype=torch.float64), 0)
+    new = torch.softmax(torch.randn(50, generator=gen, dtype=torch.float64), 0)
+    d = MEASURES.get("kl3").d
+    k3 = sum(float(po) * d(float(pn / po)) for po, pn in zip(old, new))
+    kl_old_new = float((old * (old / new).log()).sum())
+    kl_new_old = float((new * (new / old).log()).sum())
+    assert k3 == pytest.approx(kl_old_new, abs=1e-12)
+    assert abs(k3 - kl_new_old) > 0.05  # the other direction is a different number
+    # the reversed ratio π_old/π_θ would mirror the interval: [1/u, 1/l], more room down than up
+    lo, hi = clip_bounds("kl3", 0.03)
+    assert hi - 1 > 1 - lo and 1 / lo - 1 > 1 - 1 / hi

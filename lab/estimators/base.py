@@ -325,6 +325,11 @@ class Estimator:
 
     name: str = "?"
     stateful: bool = False
+    wants_reference: bool = False
+    """True when the estimator uses an offline stage: ``set_reference(prompt_ids, rewards)``,
+    called once before the first step with rewards of reference-policy samples of the prompts
+    it will see (BASIS's prior, BLEND's step-0 history). Without it they still work (BASIS
+    then keeps a running prior per prompt); the trainer checks this flag, never a name."""
 
     def __call__(self, batch: RewardBatch, *, update: bool = True) -> Advantages:
         if not isinstance(batch, RewardBatch):

@@ -1,16 +1,17 @@
 """BASIS: batchwise single-rollout information sharing (arXiv 2605.27293).
 
 With one rollout per prompt there is no group to average. BASIS gives each prompt a prior
-value μ(x) (offline: from reference-model samples; here also, optionally, from the
-prompt's own past rollouts) and lets the batch estimate how far the current policy has
-moved from those priors. Each rollout's baseline is its prior plus that shared drift,
-estimated from the *other* prompts' rewards with best-linear-unbiased (BLUE) weights.
+value μ(x) (offline: from reference-model samples; optionally from the prompt's own past
+rollouts) and lets the batch estimate how far the current policy has moved from those
+priors. Each rollout's baseline is its prior plus that shared drift, estimated from the
+*other* prompts' rewards with best-linear-unbiased (BLUE) weights.
 
 Certain (from a digest of the paper): offline prior from the closed form of the
 KL-regularised optimal value; own reward excluded; BLUE weights from estimated values and
 variances; a temperature β chosen each step from a grid by squared error against current
-rewards; prompts with value near 0 or 1 leave the active set and fall back to a zero
-baseline. **Reconstruction** (each uncertain choice is a parameter):
+rewards; prompts with value near 0 or 1 leave the active set. **Uncertain**: what those
+prompts fall back to, and what "online calibration" updates. **Reconstruction** (each
+uncertain choice is a parameter):
 
 1. prior μ_β(x) = β · log((1/m) Σ_k exp(r_{x,k}/β)) over the m stored samples of x;
 2. active set S = {j : ε < μ_j < 1 − ε};
@@ -21,8 +22,28 @@ baseline. **Reconstruction** (each uncertain choice is a parameter):
 4. β = argmin over the grid of Σ_j (r_j − b_j(β))² over the batch, with the baseline each
    rollout would get under β: leave-one-out b_j for j ∈ S_β, the fallback outside S_β (a sum
    over S_β alone would favour the β with the smallest active set);
-5. A_i = r_i − b_i for i ∈ S, A_i = r_i (baseline 0) otherwise (``fallback="prior"`` uses μ_i instead); ``norm_by_std`` divides by
-   the batch std (unknown in the paper, off by default).
+5. A_i = r_i − b_i for i ∈ S; outside S the baseline is the prompt's prior μ_i
+   (``fallback="prior"``, default) or 0 (``fallback="zero"``, A_i = r_i); ``norm_by_std``
+   divides by the batch std (unknown in the paper, off by default).
+
+Why these defaults (the best reading of the paper, not a certainty):
+
+* ``fallback="prior"``. A prompt leaves S because its prior says it is almost always solved
+  (μ ≥ 1 − ε) or almost never (μ ≤ ε); its prior is then the natural value estimate. The
+  zero-baseline reading comes from a secondary summary, not from the paper, and it
+  contradicts the paper's own headline: on the lab's exact-value bandit it makes BASIS's value
+  error *higher* than REINFORCE++'s at G = 1 (an easy prompt gets baseline 0 against V ≈ 1),
+  where the paper reports 69% *lower*; the prior fallback gives the paper's direction.
+* ``online_prior="missing"``. The paper's prior is *offline*: reference-model samples, drawn
+  once before training (``set_reference``); the "online calibration" of its summary is read
+  here as the per-step β and the shared drift κ, which adapt the fixed prior to the moving
+  policy. So a prompt with reference samples keeps exactly those (``"never"`` would do the
+  same). A prompt with none (a trainer that has no reference stage yet) would otherwise sit
+  at ``default_prior`` forever, which silently turns BASIS into a batch mean; for those
+  prompts alone the prior is a running one, from their own observed rollouts (the methods
+  notes' suggestion for a testbed without reference samples). ``"always"`` adds every
+  observed rollout to every prompt's samples (the lab's earlier default, ``True``);
+  ``"never"`` (``False``) only ever uses reference samples.
 
 One more choice is the lab's own: ``beta_selection="crossfit"`` (default) splits the
 batch into two folds by a hash of the prompt id and picks each fold's β on the *other*
@@ -69,20 +90,25 @@ class BASIS(Estimator):
 
     Parameters:
         betas: the grid of prior temperatures β searched every step.
-        eps: active-set margin ε: prompts with μ ≤ ε or μ ≥ 1 − ε fall back to a zero baseline.
+        eps: active-set margin ε: prompts with μ ≤ ε or μ ≥ 1 − ε leave the active set and
+            get the ``fallback`` baseline.
         drift: ``additive`` (V = μ + κ) or ``multiplicative`` (V = κ·μ).
         beta_selection: ``crossfit`` (default; b_i never depends on r_i) or ``batch``.
-        online_prior: add each observed rollout to its prompt's samples (the running prior
-            used when there are no reference samples, and to track the moving policy).
+        online_prior: which observed rollouts join their prompt's samples: ``"missing"``
+            (default: only for prompts without reference samples, a running prior where the
+            offline one is missing), ``"never"`` (offline prior only; also ``False``) or
+            ``"always"`` (every rollout, tracking the moving policy; also ``True``).
         default_prior: μ for a prompt with no samples at all.
         max_samples: samples kept per prompt (a ring buffer: the newest replace the oldest).
         clip_baseline: clip baselines to [0, 1] (rewards are in [0, 1]).
         norm_by_std: divide advantages by the batch std of rewards (+1e-6); a batch whose
             rewards are all equal is not rescaled (std taken as 1).
-        fallback: baseline of prompts outside the active set: ``zero`` (the paper: A = r) or
-            ``prior`` (their μ, which is near 0 or 1 there, so A ≈ r − μ: a lab option).
+        fallback: baseline of prompts outside the active set: ``prior`` (default: their μ,
+            near 0 or 1 there, so A = r − μ) or ``zero`` (A = r, one summary's reading).
 
-    ``set_reference(prompt_ids, rewards)`` loads the offline stage: reference-model samples.
+    ``set_reference(prompt_ids, rewards)`` loads the offline stage: reference-model samples
+    (``wants_reference`` is True: a trainer should call it once before the first step with
+    a few samples of each training prompt from the reference policy).
 
     Shapes: batch.rewards (N,), batch.prompt_ids (N,) -> advantages (N,), baselines (N,).
 
@@ -92,7 +118,7 @@ class BASIS(Estimator):
     0.5 + (6.25·(−0.2) + 6.25·0.2)/12.5 = 0.5; prompt 2: 0.2 + (4·0.5 + 6.25·0.2)/10.25 ≈ 0.517;
     prompt 3: 0.8 + (4·0.5 − 6.25·0.2)/10.25 ≈ 0.873.
 
-    >>> est = BASIS(online_prior=False)
+    >>> est = BASIS()
     >>> est.set_reference(torch.tensor([1, 2, 3]), torch.tensor([0.5, 0.2, 0.8], dtype=torch.float64))
     >>> out = est(RewardBatch(torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64), torch.tensor([1, 2, 3])))
     >>> [round(b, 3) for b in out.baselines.tolist()]
@@ -100,6 +126,8 @@ class BASIS(Estimator):
     """
 
     stateful = True
+    wants_reference = True
+    ONLINE_PRIOR = ("missing", "never", "always")
 
     def __init__(
         self,
@@ -108,12 +136,12 @@ class BASIS(Estimator):
         eps: float = 0.03,
         drift: str = "additive",
         beta_selection: str = "crossfit",
-        online_prior: bool = True,
+        online_prior: str | bool = "missing",
         default_prior: float = 0.5,
         max_samples: int = 64,
         clip_baseline: bool = True,
         norm_by_std: bool = False,
-        fallback: str = "zero",
+        fallback: str = "prior",
     ):
         betas = tuple(float(b) for b in betas)
         if not betas or not all(math.isfinite(b) and b > 0 for b in betas):
@@ -127,12 +155,16 @@ class BASIS(Estimator):
         if not (0.0 <= default_prior <= 1.0):
             raise ValueError(f"default_prior: must be in [0, 1], got {default_prior}")
         if fallback not in ("zero", "prior"):
-            raise ValueError(f"fallback: choose 'zero' (the paper) or 'prior', got {fallback!r}")
+            raise ValueError(f"fallback: choose 'prior' or 'zero', got {fallback!r}")
+        if isinstance(online_prior, bool):  # the earlier boolean form (old configs)
+            online_prior = "always" if online_prior else "never"
+        if online_prior not in self.ONLINE_PRIOR:
+            raise ValueError(f"online_prior: choose one of {', '.join(map(repr, self.ONLINE_PRIOR))} (or True/False), got {online_prior!r}")
         self.fallback = fallback
         if int(max_samples) < 1:
             raise ValueError(f"max_samples: must be >= 1, got {max_samples}")
         self.betas, self.eps, self.drift, self.beta_selection = betas, float(eps), drift, beta_selection
-        self.online_prior, self.default_prior, self.max_samples = bool(online_prior), float(default_prior), int(max_samples)
+        self.online_prior, self.default_prior, self.max_samples = online_prior, float(default_prior), int(max_samples)
         self.clip_baseline, self.norm_by_std = bool(clip_baseline), bool(norm_by_std)
         self.reset()
 
@@ -141,9 +173,10 @@ class BASIS(Estimator):
         self._ids = torch.zeros(0, dtype=torch.long)  # (P,) sorted prompt ids
         self._bank = torch.zeros(0, self.max_samples, dtype=torch.float64)  # (P, m) samples (NaN = empty)
         self._seen = torch.zeros(0, dtype=torch.long)  # (P,) samples ever added (ring pointer)
+        self._ref = torch.zeros(0, dtype=torch.bool)  # (P,) whether the prompt has reference samples
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ids": self._ids.clone(), "bank": self._bank.clone(), "seen": self._seen.clone()}
+        return {"ids": self._ids.clone(), "bank": self._bank.clone(), "seen": self._seen.clone(), "ref": self._ref.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = {"ids", "bank", "seen"} - set(state)
@@ -154,6 +187,8 @@ class BASIS(Estimator):
                 f"basis state has {state['bank'].shape[1]} samples per prompt but max_samples={self.max_samples}"
             )
         self._ids, self._bank, self._seen = state["ids"].clone().long(), state["bank"].clone().double(), state["seen"].clone().long()
+        # states saved before "ref" existed come from runs without reference samples
+        self._ref = state["ref"].clone().bool() if "ref" in state else torch.zeros_like(self._ids, dtype=torch.bool)
 
     def _add_samples(self, prompt_ids: torch.Tensor, rewards: torch.Tensor) -> None:
         pid, rew = prompt_ids.cpu().long(), rewards.detach().cpu().double()
@@ -164,7 +199,8 @@ class BASIS(Estimator):
             order = torch.argsort(ids)
             bank = torch.cat([self._bank, torch.full((new.numel(), self.max_samples), math.nan, dtype=torch.float64)])
             seen = torch.cat([self._seen, torch.zeros(new.numel(), dtype=torch.long)])
-            self._ids, self._bank, self._seen = ids[order], bank[order], seen[order]
+            ref = torch.cat([self._ref, torch.zeros(new.numel(), dtype=torch.bool)])
+            self._ids, self._bank, self._seen, self._ref = ids[order], bank[order], seen[order], ref[order]
         g = group_by(pid)
         pos = positions_in_group(g)  # (N,)
         keep = pos >= g.counts[g.index] - self.max_samples  # only the newest m of a large group
@@ -179,10 +215,20 @@ class BASIS(Estimator):
         prompt_ids = torch.as_tensor(prompt_ids)
         RewardBatch(rewards, prompt_ids)  # same validation as any batch
         self._add_samples(prompt_ids, rewards)
+        self._ref[torch.searchsorted(self._ids, prompt_ids.cpu().long())] = True
 
     def observe(self, batch: RewardBatch) -> None:
-        if self.online_prior:
+        if self.online_prior == "always":
             self._add_samples(batch.prompt_ids, batch.rewards)
+        elif self.online_prior == "missing":
+            pid = batch.prompt_ids.cpu().long()
+            if self._ids.numel():
+                row = torch.searchsorted(self._ids, pid).clamp(max=self._ids.numel() - 1)
+                keep = ~((self._ids[row] == pid) & self._ref[row])  # (N,) prompts without reference samples
+            else:
+                keep = torch.ones_like(pid, dtype=torch.bool)
+            if bool(keep.any()):
+                self._add_samples(pid[keep], batch.rewards.detach().cpu()[keep])
 
     # --- estimate -----------------------------------------------------------------------------
     def priors(self, prompt_ids: torch.Tensor) -> torch.Tensor:

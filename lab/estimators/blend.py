@@ -71,6 +71,7 @@ class Blend(Estimator):
     """
 
     stateful = True
+    wants_reference = True
 
     def __init__(self, *, decay: float = 0.95, max_age: int | None = None, empty_baseline: float = 0.0, min_var: float = 1e-4):
         if not (0 < decay < 1):
