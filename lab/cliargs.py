@@ -4,6 +4,10 @@ Each field becomes ``--field-name``; its help is the docstring written under the
 (CleanRL style). Booleans get ``--flag/--no-flag``; ``dict`` fields take JSON
 (``--estimator-params '{"h": 0.3}'``); ``X | None`` fields accept ``none``. A config file
 (``--config file.json|yaml``) sets defaults that explicit flags override.
+
+With ``lenient=True`` (``lab train``) a flag value that does not parse is handed to the
+dataclass as the raw text, so the dataclass's own validation reports it with exactly the
+message a config file or Python would get (``steps: must be an integer, got 'x' (str)``).
 """
 
 from __future__ import annotations
@@ -56,7 +60,7 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def _parser_for(tp: Any, optional: bool, name: str):
+def _parser_for(tp: Any, optional: bool, name: str, lenient: bool = False):
     def parse(text: str):
         if optional and text.lower() in ("none", "null", ""):
             return None
@@ -77,12 +81,14 @@ def _parser_for(tp: Any, optional: bool, name: str):
                 return float(text)
             return text
         except (ValueError, json.JSONDecodeError):
+            if lenient:
+                return text
             raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: cannot read {text!r} as {getattr(tp, '__name__', tp)}") from None
 
     return parse
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
+def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, lenient: bool = False) -> None:
     """Add one flag per field of ``cls`` (defaults left as SUPPRESS so files can set them)."""
     docs = field_docs(cls)
     hints = typing.get_type_hints(cls)
@@ -95,40 +101,86 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
         )
         helptext = f"{docs.get(f.name, '')} (default: {json.dumps(default) if isinstance(default, (dict, list, tuple)) else default})"
+        helptext = helptext.replace("%", "%%")  # argparse formats help with %
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=helptext)
         else:
-            parser.add_argument(flag, type=_parser_for(tp, optional, f.name), default=argparse.SUPPRESS, help=helptext, metavar=f.name.upper())
+            parser.add_argument(flag, type=_parser_for(tp, optional, f.name, lenient), default=argparse.SUPPRESS, help=helptext, metavar=f.name.upper())
+
+
+def _yaml_loader():
+    """``yaml.SafeLoader`` that also reads ``1e-4`` as a float (YAML 1.2; PyYAML's 1.1 rules
+    want ``1.0e-4`` and would hand the field a string). Safe: no python tags, no code."""
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
 
 
 def load_config_file(path: str | Path) -> dict:
-    """Read a JSON or YAML config file into a dict (keys may use - or _)."""
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"--config: file {path} does not exist")
-    text = path.read_text()
-    if path.suffix in (".yaml", ".yml"):
-        import yaml
+    """Read a JSON or YAML config file into a dict (keys may use - or _).
 
-        data = yaml.safe_load(text)
+    Raises ``lab.errors.UsageError`` naming the file (and the line) for a missing file, text
+    that is not UTF-8, malformed JSON/YAML, YAML python tags (never executed), or a file that
+    is not a mapping.
+    """
+    import yaml
+
+    from lab.errors import UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--config: {path} {'is a folder' if path.is_dir() else 'does not exist'}; give a JSON or YAML file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--config: {path} is not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"--config: cannot read {path} ({e.strerror or e})") from None
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        except yaml.constructor.ConstructorError as e:
+            where = f" line {e.problem_mark.line + 1}" if e.problem_mark else ""
+            raise UsageError(f"--config: {path}{where}: tag {e.problem.split()[-1] if e.problem else ''} is not allowed; "
+                             "a config file holds plain values only (python tags are never run)") from None
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise UsageError(f"--config: {path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     else:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:
-            raise ValueError(f"--config: {path} is not valid JSON ({e})") from None
+            raise UsageError(f"--config: {path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"--config: {path} must hold a mapping of field names to values")
-    return {k.replace("-", "_"): v for k, v in data.items()}
+        raise UsageError(f"--config: {path} must hold a mapping of field names to values, got {type(data).__name__}")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
 def build_config(cls: type, args: argparse.Namespace, file_values: dict | None = None):
     """Config = dataclass defaults < config file < explicit flags. Unknown file keys are errors."""
+    from lab.errors import UsageError
+
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
     values: dict[str, Any] = {}
     for k, v in (file_values or {}).items():
+        if k in getattr(cls, "META_KEYS", ()) or k == "format_version":
+            continue  # a saved run's config.json may be used as a --config file
         if k not in names:
-            raise ValueError(f"config file: unknown field {k!r}; valid fields: {', '.join(sorted(names))}")
-        values[k] = tuple(v) if isinstance(v, list) else v
+            raise UsageError(f"config file: unknown field {k!r}; valid fields: {', '.join(sorted(names))}")
+        tuple_field = typing.get_origin(_base_type(hints[k])[0]) is tuple
+        values[k] = tuple(v) if isinstance(v, list) and tuple_field else v
     for k, v in vars(args).items():
         if k in names:
             values[k] = v

@@ -2,18 +2,48 @@
 
 Every field is a ``lab train`` flag (``--field-name``), its help the docstring under it.
 Invalid values raise ``ConfigError`` (a ``ValueError``) naming the field and the fix.
+
+Every field is checked against its declared type whatever the source (flags, a JSON/YAML
+file, ``TrainConfig(...)`` in Python), with the same messages: ``use_ref_model: "no"`` is
+refused (a bool must be true/false), integers must fit 64 bits, numbers must be finite.
+Two normalisations only: a list becomes a tuple, and a string for ``shadow_estimators`` is
+read like the flag, a comma list (``"rloo"`` -> ``("rloo",)``, ``"grpo,rloo"`` -> both).
+``clip_delta = None`` resolves, at construction, to the measure's matched budget
+(``lab.losses.matched_delta``), so a saved config.json records the number used.
+
+>>> TrainConfig(clip_measure="kl3").clip_delta == __import__("lab").losses.matched_delta("kl3")
+True
+>>> TrainConfig(shadow_estimators="rloo").shadow_estimators
+('rloo',)
+>>> TrainConfig(use_ref_model="no")
+Traceback (most recent call last):
+...
+lab.config.ConfigError: use_ref_model: must be true or false, got 'no' (str)
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
+import types
+import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lab.errors import UsageError
 
-class ConfigError(ValueError):
+INT_MAX = 2**63 - 1
+"""Largest integer any field takes (64-bit signed: what torch and numpy can hold)."""
+RUN_NAME_MAX_BYTES = 255
+"""Longest run name (UTF-8 bytes): a folder name on every common filesystem."""
+META_KEYS = ("format_version",)
+"""Keys a saved config.json may hold besides the fields (the run format's version)."""
+
+
+class ConfigError(UsageError):
     """A config field has an invalid value; the message names the field and the fix."""
 
 
@@ -37,8 +67,8 @@ class TrainConfig:
     """Policy-loss rule: ppo (clipped surrogate), dual_clip, vanilla (no clip)."""
     clip_measure: str = "ratio"
     """Divergence measure that sets the clip interval: ratio, kl1, kl2, kl3."""
-    clip_delta: float = 0.2
-    """Trust-region budget delta of the measure (epsilon for ratio)."""
+    clip_delta: float | None = None
+    """Trust-region budget delta of the measure (epsilon for ratio); none = the measure's matched budget (lab.losses.matched_delta: ratio 0.2, kl3 ~0.02, the same interval width as ratio 0.2), resolved when the config is made; an explicit value wins."""
     clip_delta_low: float | None = None
     """Lower epsilon for asymmetric ratio clipping (clip-higher, DAPO 0.2); none = clip_delta."""
     clip_delta_high: float | None = None
@@ -51,10 +81,10 @@ class TrainConfig:
     """Rollouts per prompt per step (G)."""
     prompts_per_step: int = 16
     """Distinct prompts per training step."""
-    steps: int = 40
-    """Number of training steps."""
-    lr: float = 1e-4
-    """Learning rate (AdamW); 1e-4 suits the tiny model (3e-4 and above make its held-out accuracy fall)."""
+    steps: int = 400
+    """Number of training steps (400: where default GRPO's held-out accuracy levels off on the shipped model, docs/models.md)."""
+    lr: float = 3e-4
+    """Learning rate (AdamW); 3e-4 suits the shipped tiny model (6e-4 was unstable in docs/models.md's learning-curve runs)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     max_grad_norm: float = 1.0
@@ -98,13 +128,15 @@ class TrainConfig:
     keep_checkpoints: int = 2
     """How many recent checkpoints to keep (0 keeps all)."""
     reward_timeout_s: float = 1.0
-    """Time limit of one reward-function call; a timeout scores 0 and counts in reward/errors."""
+    """Time limit of one reward-function call (at most the platform's timer limit, ~9.2e9 s); a timeout scores 0 and counts in reward/errors."""
     seed: int = 0
     """Seed of every random number generator (prompts, sampling, minibatch order)."""
     device: str = "auto"
     """cpu, cuda, mps or auto (cuda, then mps, then cpu)."""
     dtype: str = "auto"
-    """Model weights dtype: auto (bf16 on CUDA, fp32 otherwise), float32, bfloat16."""
+    """Dtype of the trained weights: auto = float32 master weights everywhere, with the forward/backward under bf16 autocast on CUDA; float32, bfloat16 (bf16 weights: half the memory, coarser updates), float16."""
+    gradient_checkpointing: bool = False
+    """Recompute layer activations in backward (less memory, ~30% more compute); for large models on GPU."""
     output_dir: str = "runs"
     """Folder under which the run directory is created."""
     run_name: str | None = None
@@ -113,6 +145,7 @@ class TrainConfig:
     """No progress bar or printing (for tests and scripts)."""
 
     def __post_init__(self):
+        _normalize(self)
         validate(self)
 
     # --- (de)serialisation ----------------------------------------------------------------
@@ -124,14 +157,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """A config from a dict (a saved config.json): the run-format keys are ignored, missing
+        fields take today's defaults (so older runs still load), unknown fields are refused."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a config must be a mapping of field names to values, got {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in META_KEYS}
         unknown = set(data) - names
         if unknown:
-            raise ConfigError(f"unknown config fields {sorted(unknown)}; valid fields: {', '.join(sorted(names))}")
-        vals = {k: (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
-        return cls(**vals)
+            raise ConfigError(f"unknown config fields {sorted(map(str, unknown))}; valid fields: {', '.join(sorted(names))}")
+        return cls(**data)
 
     def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with ``changes``; a new ``clip_measure`` without a ``clip_delta`` takes the new
+        measure's matched budget when the old delta was the old measure's matched budget."""
+        if "clip_measure" in changes and "clip_delta" not in changes and self.clip_delta == _matched(self.clip_measure):
+            changes["clip_delta"] = None
         return dataclasses.replace(self, **changes)
 
     def shadow_names(self) -> list[str]:
@@ -140,6 +181,108 @@ class TrainConfig:
 
         names = estimators.available() if "all" in self.shadow_estimators else list(self.shadow_estimators)
         return [n for n in names if n != self.estimator]
+
+
+def _matched(measure: str) -> float | None:
+    from lab import losses
+
+    return losses.matched_delta(measure) if measure in losses.available_measures() else None
+
+
+def _normalize(c: TrainConfig) -> None:
+    """The two normalisations (list -> tuple; a comma string for tuple fields) and clip_delta=None."""
+    hints = _hints()
+    for f in dataclasses.fields(c):
+        v = getattr(c, f.name)
+        if typing.get_origin(hints[f.name]) is tuple:
+            if isinstance(v, str):
+                object.__setattr__(c, f.name, tuple(s.strip() for s in v.split(",") if s.strip()))
+            elif isinstance(v, list):
+                object.__setattr__(c, f.name, tuple(v))
+    if c.clip_delta is None and isinstance(c.clip_measure, str):
+        m = _matched(c.clip_measure)
+        if m is not None:
+            object.__setattr__(c, "clip_delta", m)
+
+
+_HINTS: dict[str, Any] = {}
+
+
+def _hints() -> dict[str, Any]:
+    if not _HINTS:
+        _HINTS.update(typing.get_type_hints(TrainConfig))
+    return _HINTS
+
+
+def _describe(v: Any) -> str:
+    r = repr(v)
+    return f"{r[:60]}... ({type(v).__name__})" if len(r) > 60 else f"{r} ({type(v).__name__})"
+
+
+def type_ok(v: Any, tp: Any) -> bool:
+    """Does ``v`` match the declared type ``tp``? (bool is not an int; an int is a float)
+
+    >>> type_ok(3, float), type_ok(True, int), type_ok(None, int | None), type_ok(["a"], tuple[str, ...])
+    (True, False, True, True)
+    """
+    if tp is Any:
+        return True
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(type_ok(v, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return v is None
+    if tp is bool:
+        return isinstance(v, bool)
+    if tp is int:
+        return isinstance(v, int) and not isinstance(v, bool)
+    if tp is float:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if tp is str:
+        return isinstance(v, str)
+    if tp is dict or origin is dict:
+        return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+    if origin in (tuple, list, Sequence) or tp in (tuple, list):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return isinstance(v, (tuple, list)) and all(type_ok(x, args[0]) for x in v) if args else isinstance(v, (tuple, list))
+    return True  # a type the lab does not check: the consumer decides
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", dict: "a JSON object"}
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("none" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin in (tuple, list, Sequence):
+        return "a list"
+    return names.get(tp, names.get(origin, getattr(tp, "__name__", str(tp))))
+
+
+def check_params(kind: str, name: str, factory: Any, params: dict, *, skip: int = 0) -> None:
+    """Check ``params`` against ``factory``'s signature: names exist, values match the annotations.
+
+    Raises ``ConfigError`` naming the parameter (``estimator_params: parameter 'h' of kae ...``).
+    """
+    field_name = f"{kind}_params"
+    target = factory.__init__ if isinstance(factory, type) else factory
+    skip += 1 if isinstance(factory, type) else 0  # self
+    try:
+        sig = inspect.signature(target)
+        hints = typing.get_type_hints(target)
+    except (TypeError, ValueError, NameError):
+        return
+    ps = list(sig.parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in ps):
+        return
+    valid = {p.name: p for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    for k, v in params.items():
+        if k not in valid:
+            raise ConfigError(f"{field_name}: {kind} {name!r} has no parameter {k!r}; valid parameters: {', '.join(valid) or '(none)'}")
+        tp = hints.get(k, Any)
+        if not type_ok(v, tp):
+            raise ConfigError(f"{field_name}: parameter {k!r} of {kind} {name!r} must be {_type_name(tp)}, got {_describe(v)}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{field_name}: parameter {k!r} of {kind} {name!r} must be finite, got {v!r}")
 
 
 def _plain(v: Any) -> Any:
@@ -157,13 +300,31 @@ def validate(c: TrainConfig) -> None:
     """Check every field; raise ConfigError naming the first bad field and how to fix it."""
     from lab import estimators, losses, tasks
 
+    hints = _hints()
+    for f in dataclasses.fields(c):  # declared types first, so every later check sees the right type
+        v, tp = getattr(c, f.name), hints[f.name]
+        if f.name in ("clip_delta",) and v is None:
+            continue  # an unknown clip_measure left it unresolved: that field's message comes first
+        _need(type_ok(v, tp), f.name, f"must be {_type_name(tp)}, got {_describe(v)}")
+        if isinstance(v, int) and not isinstance(v, bool):
+            _need(-INT_MAX - 1 <= v <= INT_MAX, f.name, f"{v} does not fit 64 bits; give at most {INT_MAX}")
+        if isinstance(v, float):
+            _need(math.isfinite(v), f.name, f"must be a finite number, got {v!r}")
+        if isinstance(v, str):
+            _need("\x00" not in v, f.name, "must not contain a NUL character")
+
     def pos_int(name: str, minimum: int = 1):
         v = getattr(c, name)
         _need(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, name, f"must be an integer >= {minimum}, got {v!r}")
 
     def num(name: str, lo: float | None = None, hi: float | None = None, lo_open=False, hi_open=False):
         v = getattr(c, name)
-        _need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v), name, f"must be a finite number, got {v!r}")
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        try:
+            ok = ok and math.isfinite(v)
+        except OverflowError:  # an int too big for a float
+            ok = False
+        _need(ok, name, f"must be a finite number, got {_describe(v) if not isinstance(v, (int, float)) else v!r}")
         if lo is not None:
             _need(v > lo if lo_open else v >= lo, name, f"must be {'>' if lo_open else '>='} {lo}, got {v}")
         if hi is not None:
@@ -173,7 +334,11 @@ def validate(c: TrainConfig) -> None:
     _need(c.task in tasks.available(), "task", f"unknown task {c.task!r}; choose one of {', '.join(tasks.available())}")
     _need(isinstance(c.task_params, dict), "task_params", "must be a JSON object")
     _need(c.estimator in estimators.available(), "estimator", f"unknown estimator {c.estimator!r}; choose one of {', '.join(estimators.available())}")
+    if c.task in tasks.available():
+        check_params("task", c.task, tasks.TASKS.get(c.task), c.task_params)
     _need(isinstance(c.estimator_params, dict), "estimator_params", "must be a JSON object")
+    factory = estimators.ESTIMATORS.get(c.estimator)
+    check_params("estimator", c.estimator, factory, c.estimator_params, skip=0 if isinstance(factory, type) else 2)
     try:
         estimators.get(c.estimator, **c.estimator_params)
     except (ValueError, TypeError) as e:
@@ -222,10 +387,21 @@ def validate(c: TrainConfig) -> None:
     pos_int("eval_samples")
     pos_int("checkpoint_every", 0)
     pos_int("keep_checkpoints", 0)
+    from lab.tasks.scoring import MAX_TIMEOUT_S
+
     num("reward_timeout_s", 0, lo_open=True)
+    _need(c.reward_timeout_s <= MAX_TIMEOUT_S, "reward_timeout_s",
+          f"must be at most {MAX_TIMEOUT_S:.4g} s (the platform's timer limit), got {c.reward_timeout_s:g}")
     pos_int("seed", 0)
-    _need(c.device in ("auto", "cpu", "cuda", "mps") or c.device.startswith("cuda:"), "device", f"choose auto, cpu, cuda, cuda:N or mps, got {c.device!r}")
+    _need(c.device in ("auto", "cpu", "cuda", "mps") or (c.device.startswith("cuda:") and c.device[5:].isdigit()),
+          "device", f"choose auto, cpu, cuda, cuda:N or mps, got {c.device!r}")
     _need(c.dtype in ("auto", "float32", "bfloat16", "float16"), "dtype", f"choose auto, float32, bfloat16 or float16, got {c.dtype!r}")
+    _need(isinstance(c.gradient_checkpointing, bool), "gradient_checkpointing", f"must be true or false, got {c.gradient_checkpointing!r}")
     _need(isinstance(c.output_dir, str) and c.output_dir != "", "output_dir", "give a folder path")
     if c.run_name is not None:
-        _need(c.run_name != "" and "/" not in c.run_name and c.run_name not in (".", ".."), "run_name", f"must be a plain folder name, got {c.run_name!r}")
+        _need(c.run_name.strip() != "" and not any(ch in c.run_name for ch in "/\\") and c.run_name not in (".", ".."),
+              "run_name", f"must be a plain folder name, got {c.run_name!r}")
+        _need(not any(ord(ch) < 32 or ord(ch) == 127 for ch in c.run_name), "run_name",
+              f"must not contain newlines or other control characters, got {c.run_name!r}")
+        n = len(c.run_name.encode("utf-8", "surrogatepass"))
+        _need(n <= RUN_NAME_MAX_BYTES, "run_name", f"is {n} bytes long; a folder name takes at most {RUN_NAME_MAX_BYTES}")

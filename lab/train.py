@@ -3,33 +3,51 @@
     prompts -> rollouts -> rewards -> estimator (+ shadows) -> [probes] -> PPO epochs -> log -> checkpoint
 
 ``train(config)`` runs a new run; ``train(resume=run_dir)`` continues one from its newest
-checkpoint with model, optimizer, estimator memories, prompt schedule and every RNG
-restored, so on CPU a resumed run reproduces the uninterrupted one.
+usable checkpoint with model, optimizer, estimator memories, prompt schedule and every RNG
+restored, so on CPU a resumed run reproduces the uninterrupted one; ``steps=N`` with
+``resume`` extends a finished run. ``stop_event`` (a ``threading.Event``) ends a run cleanly
+at the next step boundary with status ``interrupted``; ``callback(step, metrics)`` runs after
+each step is on disk. Signal handlers belong to the caller (the CLI), never to ``train``.
+
+Every ending leaves ``status.json`` telling the truth: ``step`` is the last step whose
+metrics and samples are on disk, whether the run finished, failed (also inside a checkpoint
+write), was stopped, or was interrupted by Ctrl-C.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import random
 import shutil
+import sys
+import threading
 import time
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 
-from lab import estimators, losses, models, probes, rollout, runs, tasks
-from lab.config import TrainConfig
+from lab import estimators, losses, models, probes, provenance, rollout, runs, tasks
+from lab.config import ConfigError, TrainConfig
+from lab.errors import LabError, UsageError
 from lab.estimators import RewardBatch
+from lab.models.fast import accelerate as _lean_forward
+from lab.models import precision
 from lab.tasks.base import distinct_examples
 from lab.tasks.scoring import score
 
 
 class TrainingFailed(RuntimeError):
     """The run stopped with status ``failed``; the message names the step and what went wrong."""
+
+
+MAX_FAILED_REWARD_STEPS = 3
+"""A run fails after this many consecutive steps in which every reward call failed."""
 
 
 # --- prompt schedule -------------------------------------------------------------------------
@@ -122,13 +140,26 @@ class Trainer:
         import transformers
 
         transformers.utils.logging.disable_progress_bar()  # our own bar is the progress bar
-        self.model, self.tok = models.load(c.model, device=c.device, dtype=c.dtype)
+        try:
+            self.model, self.tok = models.load(c.model, device=c.device, dtype=precision.master_dtype(c.dtype))  # fp32 master weights
+        except FileNotFoundError as e:  # resolve_name's "no such path": a user error like the rest
+            if isinstance(e, LabError):
+                raise
+            raise ConfigError(f"model: {e}") from None
         self.model.eval()  # RL without dropout: sampling and training see the same network
+        _lean_forward(self.model)  # GPT-2s: same maths, fewer ops (lab/models/fast.py); others unchanged
+        precision.set_gradient_checkpointing(self.model, c.gradient_checkpointing)  # on: undoes the lean forward
         self.ref = None
         if c.use_ref_model:
             self.ref, _ = models.load(c.model, device=c.device, dtype=c.dtype)
             self.ref.eval().requires_grad_(False)
-        self.task = tasks.get(c.task, **c.task_params)
+            _lean_forward(self.ref)
+        try:
+            self.task = tasks.get(c.task, **c.task_params)
+        except (ValueError, TypeError, OSError) as e:
+            if isinstance(e, LabError):
+                raise
+            raise UsageError(f"task {c.task!r}: {e}") from None
         self.backend = rollout.get(c.rollout_backend, model=self.model, tokenizer=self.tok)
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         self.estimator = estimators.get(c.estimator, **c.estimator_params)
@@ -141,6 +172,13 @@ class Trainer:
         self.eval_examples = distinct_examples(self.task.examples("test", c.seed + 20_000), c.eval_prompts)
         self.stop = list(getattr(self.task, "stop", []) or [])
         self.start_step = 0
+        self.elapsed_base = 0.0  # wall seconds of earlier sessions (resume-aware time/elapsed_s)
+        self.t_session = time.monotonic()
+        self.notes: list[str] = []  # what resume had to work around (a corrupt checkpoint, ...)
+        self.last_logged = -1  # last step whose metrics and samples are on disk
+        self.stop_event: threading.Event | None = None
+        self.callback = None
+        self._all_failed = 0  # consecutive steps in which every reward call failed
         self.writer: runs.RunWriter | None = None
         if resume:
             self._restore()
@@ -166,28 +204,53 @@ class Trainer:
         self.writer.commit_checkpoint(step, tmp, keep=self.c.keep_checkpoints)
 
     def _restore(self) -> None:
-        found = runs.latest_checkpoint(self.run_dir)
-        if found is None:
-            raise ValueError(f"--resume {self.run_dir}: no checkpoint found; the run must reach --checkpoint-every steps first")
-        step, folder = found
+        """Load the newest usable checkpoint; a corrupt one (or a torn latest.json) is named in
+        ``notes`` and the previous kept checkpoint is tried. No checkpoint at all: start at 0."""
+        found, problems = runs.checkpoint_candidates(self.run_dir)
+        self.notes += problems
+        for step, folder in found:
+            try:
+                self._load_checkpoint(step, folder)
+            except _CheckpointUnusable as e:
+                self.notes.append(str(e))
+                continue
+            if problems or self.notes:
+                self.notes.append(f"resuming from checkpoints/{folder.name} (step {step})")
+            self.start_step = step + 1
+            self.elapsed_base = _elapsed_until(self.run_dir, step)
+            return
+        if found:
+            raise UsageError(f"--resume {self.run_dir}: no usable checkpoint: " + "; ".join(self.notes))
+        self.notes.append("no checkpoint yet: restarting from step 0 (same seed, same result)")
+        self.start_step = 0
+
+    def _load_checkpoint(self, step: int, folder: Path) -> None:
         from safetensors.torch import load_file
 
-        weights = load_file(str(folder / "model.safetensors"), device=str(self.device))
+        rel = f"checkpoints/{folder.name}"
+        try:
+            weights = load_file(str(folder / "model.safetensors"), device=str(self.device))
+        except Exception as e:  # safetensors raises its own error types for a truncated file
+            raise _CheckpointUnusable(f"{rel}/model.safetensors: not readable ({_first_line(e)})") from None
         missing, unexpected = self.model.load_state_dict(weights, strict=False)
         if unexpected or [k for k in missing if "lm_head" not in k]:
-            raise ValueError(f"--resume: checkpoint {folder} does not match model {self.c.model!r}")
+            raise _CheckpointUnusable(f"{rel}/model.safetensors: does not match model {self.c.model!r}")
         if hasattr(self.model, "tie_weights"):
             self.model.tie_weights()
-        state = torch.load(folder / "trainer_state.pt", weights_only=True, map_location="cpu")
-        self.opt.load_state_dict(state["optimizer"])
-        est = state["estimators"]
-        self.estimator.load_state_dict(est["main"])
-        for n, e in self.shadows.items():
-            e.load_state_dict(est["shadows"][n])
-        for n, e in self.probe_est.items():
-            e.load_state_dict(est["probe"][n])
-        _set_rng_state(state["rng"])
-        self.start_step = step + 1
+        try:
+            state = torch.load(folder / "trainer_state.pt", weights_only=True, map_location="cpu")
+            if state.get("step", step) != step:
+                raise ValueError(f"holds step {state.get('step')}, not {step}")
+            self.opt.load_state_dict(state["optimizer"])
+            est = state["estimators"]
+            self.estimator.load_state_dict(est["main"])
+            for n, e in self.shadows.items():
+                e.load_state_dict(est["shadows"][n])
+            for n, e in self.probe_est.items():
+                e.load_state_dict(est["probe"][n])
+            _set_rng_state(state["rng"])
+        except Exception as e:  # a truncated or foreign file: torch, pickle and KeyError all possible
+            raise _CheckpointUnusable(f"{rel}/trainer_state.pt: not usable ({_first_line(e)})") from None
 
     # ..... one step's pieces ......................................................................
     def sampling(self, n: int, seed: int | None = None) -> "rollout.SamplingParams":
@@ -205,6 +268,7 @@ class Trainer:
         """
         exs = [examples[i] for i in out.prompt_index.tolist()]
         res = score(self.task, out.texts, exs, timeout_s=self.c.reward_timeout_s)
+        self._last_all_failed = bool(out.texts) and res.failed == len(out.texts)
         if res.nonfinite:
             i = res.nonfinite[0]
             raise TrainingFailed(
@@ -258,8 +322,11 @@ class Trainer:
         n = advantages.shape[0]
         mask = out.completion_mask.to(dev)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+        # one update per batch: the policy that sampled is the one being updated, so the old
+        # log-probs are the detached current ones of the loss's own forward pass (no extra pass)
+        single_update = c.ppo_epochs == 1 and c.minibatches == 1
         with torch.no_grad(), autocast:
-            old_logp, _ = models.completion_logprobs(self.model, out)
+            old_logp = None if single_update else models.completion_logprobs(self.model, out)[0]
             ref_logp = models.completion_logprobs(self.ref, out)[0] if self.ref is not None else None
         adv = advantages.to(dev, torch.float32)
         sums: dict[str, float] = {}
@@ -269,12 +336,13 @@ class Trainer:
             for mb in torch.chunk(perm, c.minibatches):
                 sub = out.select(mb)
                 mb_dev = mb.to(dev)
-                with autocast:
+                with autocast, precision.checkpointing_active(self.model):
                     logp, ent = models.completion_logprobs(self.model, sub, with_entropy=True)
                 logp = logp.float()
+                old = logp.detach() if old_logp is None else old_logp[mb_dev].float()
                 m = mask[mb_dev]
                 loss, diag = losses.policy_loss(
-                    logp, old_logp[mb_dev].float(), adv[mb_dev], m, c.loss, c.loss_agg,
+                    logp, old, adv[mb_dev], m, c.loss, c.loss_agg,
                     measure=c.clip_measure, delta=c.clip_delta, delta_low=c.clip_delta_low,
                     delta_high=c.clip_delta_high, dual_clip_c=c.dual_clip_c,
                 )
@@ -308,13 +376,27 @@ class Trainer:
         bar = tqdm(range(self.start_step, c.steps), initial=self.start_step, total=c.steps, disable=c.quiet,
                    desc=f"{c.estimator}/{c.loss}", unit="step", dynamic_ncols=True)
         step = self.start_step - 1
+        self.last_logged = self.start_step - 1
+        self._ckpt_step = self.start_step - 1 if self.start_step > 0 else None  # resumed from this checkpoint
+        self.current_step = self.start_step  # the step being worked on (for error messages)
+        self.writer.start_heartbeat()
         try:
             for step in bar:
+                if self.stop_event is not None and self.stop_event.is_set():
+                    return self._stop()
+                self.current_step = step
                 t0 = time.perf_counter()
                 examples = self.schedule.prompts(step)
                 out = self.generate(examples, c.rollouts_per_prompt)  # rollouts of prompt i: rows i*G..
                 t_roll = time.perf_counter() - t0
                 rewards, n_err, err_msgs = self.rewards(examples, out)
+                self._all_failed = self._all_failed + 1 if self._last_all_failed else 0
+                if self._all_failed >= MAX_FAILED_REWARD_STEPS:
+                    raise TrainingFailed(
+                        f"every reward call failed in {self._all_failed} consecutive steps "
+                        f"({step - self._all_failed + 1} to {step}), e.g. {err_msgs[0] if err_msgs else '?'}; "
+                        f"fix the reward function of task {c.task!r} (or raise --reward-timeout-s if the calls time out)"
+                    )
                 pids = torch.tensor([examples[i].prompt_id for i in out.prompt_index.tolist()], dtype=torch.long)
                 batch = RewardBatch(rewards, pids, step=step)
                 adv = self.estimator(batch)
@@ -346,6 +428,7 @@ class Trainer:
                     "perf/tokens_per_s": n_tok / max(t_roll, 1e-9),
                     "perf/step_time_s": dt,
                     "perf/rollout_time_s": t_roll,
+                    "time/elapsed_s": self.elapsed_base + (time.monotonic() - self.t_session),
                     **{f"est/{k}": float(v) for k, v in adv.info.items()},
                     **evals,
                 }
@@ -354,31 +437,57 @@ class Trainer:
                     self.writer.log_probes(step, probe_df)
                 self.writer.log_samples(step, self._samples_frame(step, examples, out, rewards, pids, adv, shadow))
                 self.writer.log_metrics(metrics)
+                self.last_logged = step
                 if err_msgs and not c.quiet:
                     bar.write(f"step {step}: {n_err} reward error(s), e.g. {err_msgs[0]}")
                 bar.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.3f}")
                 last = step == c.steps - 1
                 if (c.checkpoint_every and (step + 1) % c.checkpoint_every == 0) or last:
                     self.save_checkpoint(step)
+                    self._ckpt_step = step
                 self.writer.set_status("running", step=step)
+                if self.callback is not None:
+                    self.callback(step, metrics)
+            self.writer.set_status("finished", step=c.steps - 1)
         except KeyboardInterrupt:
-            self.writer.set_status("interrupted", step=step, error="interrupted by the user (Ctrl-C / SIGTERM)")
+            self._end("interrupted", f"interrupted by the user (Ctrl-C) during step {self.current_step}; "
+                                     f"continue with `lab train --resume {self.run_dir}`")
             raise
         except TrainingFailed as e:
-            msg = f"step {step}: {e}"
-            self.writer.set_status("failed", step=step - 1, error=msg)
+            msg = f"step {self.current_step}: {e}"
+            self._end("failed", msg)
             raise TrainingFailed(msg) from None
         except torch.cuda.OutOfMemoryError:
-            msg = f"step {step}: {_oom_message(c)}"
-            self.writer.set_status("failed", step=step - 1, error=msg)
+            msg = f"step {self.current_step}: {_oom_message(c)}"
+            self._end("failed", msg)
             raise TrainingFailed(msg) from None
         except Exception as e:
-            self.writer.set_status("failed", step=step - 1, error=f"step {step}: {type(e).__name__}: {e}")
+            self._end("failed", f"step {self.current_step}: {type(e).__name__}: {e}")
             raise
         finally:
             bar.close()
-        self.writer.set_status("finished", step=c.steps - 1)
+            self.writer.close()
         return self.run_dir
+
+    def _stop(self) -> Path:
+        """A requested stop at a step boundary: checkpoint the last step (so nothing is lost), status interrupted."""
+        if self.last_logged >= 0 and self._ckpt_step != self.last_logged:
+            self.save_checkpoint(self.last_logged)
+            self._ckpt_step = self.last_logged
+        self.writer.set_status("interrupted", step=self.last_logged,
+                               error=f"stopped on request after step {self.last_logged}; "
+                                     f"continue with `lab train --resume {self.run_dir}`")
+        return self.run_dir
+
+    def _end(self, status: str, error: str) -> None:
+        """Record an abnormal ending; ``step`` is read back from disk (the last metrics line), so it
+        is the truth even when the interruption came between writing a step and noting it."""
+        step = runs.last_logged_step(self.run_dir)
+        step = self.last_logged if step is None else step
+        try:
+            self.writer.set_status(status, step=step, error=error)
+        except OSError:  # a full disk must not hide the original error
+            pass
 
     def _samples_frame(self, step, examples, out, rewards, pids, adv, shadow) -> pd.DataFrame:
         g = self.c.rollouts_per_prompt
@@ -411,31 +520,109 @@ def _take(it, n):
         yield x
 
 
-def train(config: TrainConfig | None = None, *, resume: str | Path | None = None) -> Path:
+class _CheckpointUnusable(Exception):
+    """One checkpoint folder cannot be loaded (resume tries the previous one)."""
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return (text.splitlines()[0][:160] if text else type(e).__name__)
+
+
+def _elapsed_until(run_dir: Path, step: int) -> float:
+    """Wall seconds the run had spent up to ``step``: its logged ``time/elapsed_s``, or (runs
+    written before that metric) the sum of ``perf/step_time_s``."""
+    recs = [r for r in runs.read_metrics(run_dir).to_dict("records") if isinstance(r.get("step"), (int, float)) and r["step"] <= step]
+    for r in reversed(recs):
+        v = r.get("time/elapsed_s")
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            return float(v)
+    return float(sum(r.get("perf/step_time_s") or 0.0 for r in recs if isinstance(r.get("perf/step_time_s"), (int, float))))
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _check_output_dir(run_dir: Path) -> None:
+    """Fail before anything is written when the run directory cannot be made."""
+    for p in (run_dir, *run_dir.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise ConfigError(f"output_dir: {p} is a file, not a folder; give a folder path (or another --run-name)")
+            if not os.access(p, os.W_OK | os.X_OK):
+                raise ConfigError(f"output_dir: cannot write in {p} (permission denied); give a folder you can write")
+            return
+
+
+def train(
+    config: TrainConfig | None = None,
+    *,
+    resume: str | Path | None = None,
+    steps: int | None = None,
+    stop_event: threading.Event | None = None,
+    callback: Callable[[int, dict], Any] | None = None,
+) -> Path:
     """Run training; returns the run directory. Give a config for a new run, or ``resume=run_dir``.
 
-    Bad config values fail before anything is written. A failure mid-run leaves the run
-    directory readable with status ``failed`` and the error; Ctrl-C leaves ``interrupted``.
+    ``steps``: with ``resume`` only, the new total step count (extends a finished run; at least
+    the step after the checkpoint resumed from). ``stop_event``: when set, the run ends at the
+    next step boundary with a checkpoint and status ``interrupted`` (resumable); ``train``
+    returns normally. ``callback(step, metrics)``: called after each step's metrics and
+    samples are on disk (an exception there fails the run).
+
+    Bad input (config values, the model folder, the device, the output folder, a live writer
+    on the run) raises a ``lab.errors.LabError`` before anything is written. A failure mid-run
+    leaves the run directory readable with status ``failed`` and the error; Ctrl-C leaves
+    ``interrupted``. Signal handlers are the caller's (``lab train`` installs them).
     """
+    t_start = time.monotonic()
     if (config is None) == (resume is None):
-        raise ValueError("give either a config (new run) or resume=RUN_DIR, not both")
+        raise UsageError("give either a config (new run) or resume=RUN_DIR, not both")
+    if steps is not None and resume is None:
+        raise UsageError("steps= goes with resume= (to extend a run); for a new run set TrainConfig(steps=...)")
     if resume is not None:
         run_dir = Path(resume)
-        if not (run_dir / "config.json").exists():
-            raise ValueError(f"--resume {run_dir}: not a run directory (no config.json)")
-        config = TrainConfig.from_dict(runs.load_run(run_dir, samples=False, probes=False).config)
+        if not (run_dir / "config.json").is_file():
+            raise UsageError(f"--resume {run_dir}: not a run directory (no config.json)")
+        saved, problems = runs.read_config(run_dir)
+        if problems:
+            raise UsageError(f"--resume {run_dir}: {problems[0]}")
+        try:
+            config = TrainConfig.from_dict(saved)
+        except ConfigError as e:
+            raise UsageError(f"--resume {run_dir}: config.json: {e}") from None
+        if steps is not None:
+            config = config.replace(steps=steps)
+        runs.refuse_if_live(run_dir)  # before the (slow) model load
         _seed_everything(config.seed)
         trainer = Trainer(config, run_dir, resume=True)
+        if steps is not None and steps < trainer.start_step:
+            raise ConfigError(f"steps: the run resumes after its checkpoint of step {trainer.start_step - 1}; "
+                              f"give --steps {trainer.start_step} or more")
         trainer.writer = runs.RunWriter.reopen(run_dir, from_step=trainer.start_step - 1)
+        trainer.writer.write_config(config.to_dict())
+        trainer.writer.write_provenance(provenance.collect(device=_device_name(trainer.device)))
+        for note in trainer.notes:  # warnings about damaged files: printed even with quiet
+            print(f"lab train: note: {note}", file=sys.stderr)
+        if trainer.notes:
+            trainer.writer.set_status("running", step=trainer.start_step - 1, notes=trainer.notes)
         if trainer.start_step >= config.steps:
             trainer.writer.set_status("finished", step=config.steps - 1)
+            trainer.writer.close()
             return run_dir
     else:
         assert config is not None
         run_dir = Path(config.output_dir) / (config.run_name or default_run_name(config))
-        if (run_dir / "config.json").exists():
-            raise ValueError(f"run_name: {run_dir} already holds a run; pick another --run-name or --resume {run_dir}")
+        _check_output_dir(run_dir)
+        if (run_dir / "config.json").exists() or (run_dir / "status.json").exists():
+            raise ConfigError(f"run_name: {run_dir} already holds a run; pick another --run-name or --resume {run_dir}")
         _seed_everything(config.seed)
         trainer = Trainer(config, run_dir)  # loads model and task first: a bad model path writes nothing
         trainer.writer = runs.RunWriter.create(run_dir, config.to_dict())
+        trainer.writer.write_provenance(provenance.collect(device=_device_name(trainer.device)))
+    trainer.t_session = t_start
+    trainer.stop_event, trainer.callback = stop_event, callback
     return trainer.run()

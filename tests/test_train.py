@@ -31,7 +31,7 @@ def _cfg(tmp_path, **kw):
 
 
 def _comparable(metrics: pd.DataFrame) -> pd.DataFrame:
-    return metrics[[c for c in metrics.columns if not c.startswith("perf/")]].reset_index(drop=True)
+    return metrics[[c for c in metrics.columns if not c.startswith(("perf/", "time/"))]].reset_index(drop=True)
 
 
 def test_one_training_step_changes_the_parameters(tmp_path):

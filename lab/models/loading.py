@@ -16,6 +16,13 @@ Rules (``load``):
 * **tokenizer**: pad token set to eos when the tokenizer has none, and left
   padding, which batched generation needs.
 
+* **local folders are checked before loading** (:func:`check_model_dir`): a folder needs
+  ``config.json``, safetensors weights and tokenizer files; pickle-only weights
+  (``pytorch_model.bin``, ``*.pt``) are refused, never unpickled. Problems raise
+  :class:`ModelLoadError` in one line naming the folder and the fix.
+* an explicit device that is not there (``"cuda"`` without CUDA, ``"cuda:3"`` on a
+  one-GPU machine, ``"mps"`` off Apple silicon) raises :class:`DeviceUnavailableError`.
+
 ``format_prompt`` applies the tokenizer's chat template when it has one.
 """
 
@@ -25,6 +32,8 @@ import re
 from pathlib import Path
 
 import torch
+
+from lab.errors import UsageError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TINY_ARITH = REPO_ROOT / "data" / "models" / "tiny-arith"
@@ -43,8 +52,17 @@ _DTYPES = {
 }
 
 
+class ModelLoadError(UsageError, FileNotFoundError):
+    """A model name or folder that cannot be loaded; the message names it and the fix."""
+
+
+class DeviceUnavailableError(UsageError):
+    """An explicitly requested device is not available on this machine."""
+
+
 def pick_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> cuda if available, else mps if available, else cpu; anything else as given.
+    """``"auto"`` -> cuda if available, else mps if available, else cpu; anything else as given,
+    after checking it exists here (:class:`DeviceUnavailableError` otherwise).
 
     >>> pick_device("cpu")
     device(type='cpu')
@@ -54,7 +72,23 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if isinstance(device, torch.device):
         return device
     if device != "auto":
-        return torch.device(device)
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise DeviceUnavailableError(f"device: {device!r} is not a device; use cpu, cuda, cuda:N, mps or auto") from None
+        if dev.type == "cuda":
+            if not torch.cuda.is_available():
+                raise DeviceUnavailableError(
+                    f"device: {device!r} requested but CUDA is not available here (torch {torch.__version__}); "
+                    "use --device cpu or --device auto")
+            n = torch.cuda.device_count()
+            if dev.index is not None and dev.index >= n:
+                raise DeviceUnavailableError(f"device: {device!r} requested but this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+        if dev.type == "mps":
+            mps = getattr(torch.backends, "mps", None)
+            if mps is None or not mps.is_available():
+                raise DeviceUnavailableError(f"device: {device!r} requested but MPS (Apple GPU) is not available here; use --device cpu or auto")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -128,6 +162,41 @@ def resolve_name(name_or_path: str | Path) -> str:
     return s
 
 
+_PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "*.pt", "*.pth", "*.ckpt", "*.pkl")
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model", "spiece.model")
+
+
+def check_model_dir(folder: str | Path) -> None:
+    """Refuse a local model folder that cannot load safely, in one line naming what is missing.
+
+    Needs ``config.json``, safetensors weights (``model.safetensors`` or a sharded
+    ``model.safetensors.index.json``) and tokenizer files. A folder with only pickle weights
+    is refused (unpickling can run code); convert it once where you trust it, e.g.
+    ``AutoModelForCausalLM.from_pretrained(d).save_pretrained(d, safe_serialization=True)``.
+
+    >>> import tempfile; d = tempfile.mkdtemp()
+    >>> _ = open(f"{d}/config.json", "w").write("{}"); _ = open(f"{d}/pytorch_model.bin", "wb").write(b"")
+    >>> check_model_dir(d)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lab.models.loading.ModelLoadError: model folder ... has only pickle weights (pytorch_model.bin); ...
+    """
+    d = Path(folder)
+    if not (d / "config.json").is_file():
+        raise ModelLoadError(f"model folder {d} has no config.json; it is not a Hugging Face model folder")
+    has_safe = any(d.glob("*.safetensors")) or (d / "model.safetensors.index.json").is_file()
+    if not has_safe:
+        pickles = sorted({p.name for pat in _PICKLE_WEIGHTS for p in d.glob(pat)})
+        if pickles:
+            raise ModelLoadError(
+                f"model folder {d} has only pickle weights ({', '.join(pickles)}); the lab loads safetensors only "
+                "(unpickling can run code): convert it with save_pretrained(..., safe_serialization=True) where you trust it")
+        raise ModelLoadError(f"model folder {d} has no weights (model.safetensors); it is incomplete")
+    if not any((d / n).is_file() for n in _TOKENIZER_FILES):
+        raise ModelLoadError(f"model folder {d} has no tokenizer files (tokenizer.json / tokenizer_config.json); "
+                             "save the tokenizer into it with tokenizer.save_pretrained(folder)")
+
+
 def prepare_tokenizer(tokenizer):
     """Set pad = eos when missing and left padding; returns the same tokenizer.
 
@@ -165,19 +234,23 @@ def load(
     source = resolve_name(name_or_path)
     dev = pick_device(device)
     torch_dtype = resolve_dtype(dtype, dev)
+    local = Path(source).is_dir()
+    if local:
+        check_model_dir(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         try:
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, use_safetensors=True)
         except TypeError:  # transformers < 4.56 spells it torch_dtype
-            model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch_dtype)
-    except OSError as e:
-        if Path(source).is_dir():
-            raise
-        raise OSError(
+            model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch_dtype, use_safetensors=True)
+    except (OSError, ValueError, KeyError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        if local:
+            raise ModelLoadError(f"model folder {source} could not be loaded: {first}") from None
+        raise ModelLoadError(
             f"could not load {source!r}: not a local directory, and the Hugging Face hub "
-            f"(or its local cache) did not provide it: {e}"
-        ) from e
+            f"(or its local cache) did not provide it ({first})"
+        ) from None
     prepare_tokenizer(tokenizer)
     model.to(dev)
     model.eval()

@@ -49,13 +49,22 @@ def read_jsonl(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     Traceback (most recent call last):
     ...
     ValueError: ...x.jsonl line 2: not valid JSON (Expecting value at column 7)
+    >>> _ = open(p, "wb").write(b'{"q": 1}\\n{"q": "\\xff"}\\n')
+    >>> read_jsonl(p)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: ...x.jsonl line 2: not valid UTF-8 (byte 8); re-save the file as UTF-8
     """
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"task file not found: {p} (pass path=... to the task)")
     out = []
-    with p.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
+    with p.open("rb") as f:
+        for i, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{p} line {i}: not valid UTF-8 (byte {e.start + 1}); re-save the file as UTF-8") from None
             if not line.strip():
                 continue
             try:

@@ -2,7 +2,8 @@
 
 :func:`score` calls ``task.reward(completion, example)`` for each pair. A call that raises,
 runs past ``timeout_s``, or returns something that is not a finite number in [0, 1] (NaN,
-inf, 1.5, ``None``) gets reward 0.0 and is counted (``errors`` or ``timeouts``); the first
+inf, 1.5, ``None``; any numeric type is read the same way, see :func:`as_number`) gets reward
+0.0 and is counted (``errors`` or ``timeouts``); the first
 few problems are described in ``messages``, each naming the sample index and the example's
 ``prompt_id``. The trainer logs ``errors + timeouts`` as ``reward_errors``.
 
@@ -30,6 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 MAX_MESSAGES = 5
+MAX_TIMEOUT_S = min(threading.TIMEOUT_MAX, (2**63 - 1) // 10**9)
+"""The longest time limit this platform can arm: ``signal.setitimer`` and ``Thread.join``
+both hold the deadline in 64-bit nanoseconds (~9.2e9 s, about 292 years)."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +75,27 @@ def _can_use_signals() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
 
-def _check(value: Any) -> float:
-    """``value`` as a float in [0, 1], else ``ValueError`` saying what it was."""
-    if isinstance(value, (str, bytes)):
+def as_number(value: Any) -> float:
+    """A reward of any numeric type as a Python float: ``float``, ``int``, ``bool``, numpy
+    scalars and 0-d arrays, one-element torch tensors, ``Decimal``, ``Fraction``. Anything
+    else (``None``, a string, a sequence, a multi-element tensor) raises ``ValueError``.
+
+    >>> import numpy as np, torch
+    >>> [as_number(v) for v in (1, True, np.float32(0.5), torch.tensor(0.25))]
+    [1.0, 1.0, 0.5, 0.25]
+    >>> as_number(np.float32("nan")) != as_number(np.float32("nan"))
+    True
+    """
+    if isinstance(value, (str, bytes, bytearray)) or value is None:
         raise ValueError(f"reward is {value!r} ({type(value).__name__}), not a number")
     try:
-        r = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"reward is {value!r} ({type(value).__name__}), not a number") from None
+        return float(value)
+    except (TypeError, ValueError, OverflowError, RuntimeError):
+        raise ValueError(f"reward is {str(value)[:60]!r} ({type(value).__name__}), not a number") from None
+
+
+def _check(r: float) -> float:
+    """``r`` if it is a finite number in [0, 1], else ``ValueError`` saying what it was."""
     if not math.isfinite(r) or not 0.0 <= r <= 1.0:
         raise ValueError(f"reward {r!r} is not a finite number in [0, 1]")
     return r
@@ -145,7 +162,8 @@ def score(
 
     ``timeout_s`` bounds each call; ``use_signals`` forces (True) or forbids (False) the
     SIGALRM mechanism, default: use it when possible (see the module docstring).
-    Raises ``ValueError`` only for caller mistakes (lengths differ, ``timeout_s <= 0``).
+    Raises ``ValueError`` only for caller mistakes (lengths differ, ``timeout_s`` not in
+    (0, :data:`MAX_TIMEOUT_S`]).
 
     >>> from lab.tasks.arithmetic import Arithmetic
     >>> task = Arithmetic()
@@ -156,8 +174,8 @@ def score(
     """
     if len(completions) != len(examples):
         raise ValueError(f"got {len(completions)} completions but {len(examples)} examples")
-    if not timeout_s > 0:
-        raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
+    if not 0 < timeout_s <= MAX_TIMEOUT_S:
+        raise ValueError(f"timeout_s must be in (0, {MAX_TIMEOUT_S:.4g}] seconds, got {timeout_s!r}")
     signals = _can_use_signals() if use_signals is None else use_signals
     if signals and not _can_use_signals():
         raise ValueError("use_signals=True needs the main thread on a POSIX system")
@@ -174,8 +192,8 @@ def score(
 
     for i, (completion, ex) in enumerate(zip(completions, examples)):
         try:
-            value = call(lambda c=completion, e=ex: task.reward(c, e), timeout_s)
-            if isinstance(value, float) and not math.isfinite(value):
+            value = as_number(call(lambda c=completion, e=ex: task.reward(c, e), timeout_s))
+            if not math.isfinite(value):
                 nonfinite.append(i)
             rewards.append(_check(value))
         except RewardTimeout:
