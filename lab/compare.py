@@ -53,6 +53,24 @@ def runs_table(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame([run_summary(r) for r in runs])
 
 
+def heldout_curves(runs: list[Run]) -> pd.DataFrame:
+    """Held-out accuracy (``eval/accuracy``) of each run (rows) at each eval step (columns).
+
+    >>> from types import SimpleNamespace as NS
+    >>> m = pd.DataFrame({"step": [0, 1, 2], "eval/accuracy": [0.25, float("nan"), 0.5]})
+    >>> heldout_curves([NS(name="grpo", metrics=m)]).to_dict("index")
+    {'grpo': {0: 0.25, 2: 0.5}}
+    """
+    rows = {}
+    for r in runs:
+        m = r.metrics
+        if "eval/accuracy" not in m:
+            continue
+        ev = m.dropna(subset=["eval/accuracy"]).sort_values("step")
+        rows[r.name] = dict(zip(ev["step"].astype(int), ev["eval/accuracy"].astype(float)))
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def value_mse_table(runs: list[Run], *, corrected: bool = True) -> pd.DataFrame:
     """Value MSE of every estimator (rows) in every run (columns), averaged over probe steps.
 

@@ -19,7 +19,7 @@ DEMO = dict(
     prompts_per_step=32,
     steps=80,
     prompt_reuse=2,
-    lr=1e-4,
+    lr=3e-4,
     eval_every=10,
     eval_prompts=128,
     eval_samples=4,
@@ -71,12 +71,16 @@ def print_comparison(runs) -> None:
         print("\nTraining. acc = fraction of training rollouts with reward 1 (first/last 5 steps);")
         print("heldout = eval/accuracy on fixed test prompts (first/last eval); probe = Monte-Carlo value of the probed prompts")
         print(table.drop(columns=["status"]).to_string(index=False))
+        curve = compare.heldout_curves(runs)
+        if not curve.empty:
+            print("\nHeld-out accuracy (eval/accuracy) by step: the learning curve")
+            print(curve.to_string())
         mse = compare.value_mse_table(runs)
         if not mse.empty:
             mse = mse.sort_values(mse.columns[0])
             print("\nValue MSE of each estimator's baseline against Monte-Carlo truth (lower is better;")
             print("every estimator scored on the same rollouts in each run, SE^2 of the truth subtracted)")
             print(mse.to_string())
-            print("(basis is built for one rollout per prompt; here it runs in shadow with G > 1 and online priors,\n"
-                  " and prompts whose prior is 0 or 1 fall back to a zero baseline as in the paper, which dominates its error)")
+            print("(basis is built for one rollout per prompt with an offline prior from reference samples; here it runs\n"
+                  " in shadow at G > 1 with no reference stage, so its prior is a running estimate from the prompt's own rollouts)")
     print(f"\nRuns are in {Path(runs[0].path).parent}/ — open them with lab.runs.load_run(path) or `lab runs list {Path(runs[0].path).parent}`.")

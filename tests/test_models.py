@@ -173,7 +173,8 @@ def test_shipped_model_loads_with_auto_classes_and_reaches_its_card_accuracy():
     # the card states the numbers the JSON holds, and they are in the range RL needs
     assert f"| greedy accuracy | {e['greedy_accuracy']:.3f} |" in readme
     assert f"{e['sampled_accuracy']:.3f}" in readme and f"| seed | {card['seed']} |" in readme
-    assert 0.3 <= e["sampled_accuracy"] <= 0.6
+    # the regime RL sharpens: the right answer is often among a few samples, but not most of them
+    assert 0.1 <= e["sampled_accuracy"] <= 0.5 and e["pass_at_k"]["8"] >= e["sampled_accuracy"] + 0.25
     assert (TINY_ARITH / "model.safetensors").stat().st_size < 8 * 2**20
 
     task = tasks.get(cfg["task"], **cfg["task_params"])
@@ -185,34 +186,167 @@ def test_shipped_model_loads_with_auto_classes_and_reaches_its_card_accuracy():
     assert spread > 0.25, "per-prompt success probabilities should spread across (0, 1)"
 
 
+def test_shipped_model_is_what_the_code_makes_from_its_recipe():
+    """The shipped recipe is PretrainConfig's defaults (so `lab pretrain --overwrite` remakes it), the
+    weights on disk are the ones the card describes, and the card's run used the recipe's steps and threads."""
+    from transformers import AutoModelForCausalLM
+
+    from lab.models.pretrain import PretrainConfig, recipe, weights_sha256
+
+    saved = json.loads((TINY_ARITH / "pretrain_config.json").read_text())
+    assert saved == json.loads(json.dumps(recipe(PretrainConfig())))
+    card = json.loads((TINY_ARITH / "eval.json").read_text())
+    assert weights_sha256(AutoModelForCausalLM.from_pretrained(TINY_ARITH)) == card["weights_sha256"]
+    assert card["steps_run"] == saved["steps"] and card["stopped_early"] is False
+    assert card["torch_threads"] == saved["threads"] == 1
+    assert card["cpu_capability"] and card["provenance"]["cpu"]  # which machine made these bytes
+    readme = (TINY_ARITH / "README.md").read_text()
+    assert card["weights_sha256"] in readme and json.dumps(saved, indent=2) in readme
+
+
+def test_docs_quote_the_shipped_cards_numbers():
+    from pathlib import Path
+
+    e = json.loads((TINY_ARITH / "eval.json").read_text())["eval"]
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "models.md").read_text()
+    for key in ("greedy_accuracy", "sampled_accuracy"):
+        assert f"**{e[key]:.3f}**" in doc, key
+    assert f"**{e['pass_at_k']['8']:.3f}**" in doc
+
+
 def test_shipped_model_through_lab_load_answers_an_easy_prompt():
+    """Greedy decoding writes one integer and ends it with <|endoftext|>; sampling finds the right answer.
+    (Greedy is not always right: the shipped model spreads its probability over near misses on purpose.)"""
+    import re
+
     from lab.rollout import HFBackend, SamplingParams
 
     model, tok = load("tiny-arith", device="cpu")
-    out = HFBackend(model, tok).generate(["2+3="], SamplingParams(temperature=0, max_new_tokens=6, stop=["\n"]))
-    assert out.texts == ["5"] and out.finish_reasons == ["stop"]
+    backend = HFBackend(model, tok)
+    out = backend.generate(["2+3="], SamplingParams(temperature=0, max_new_tokens=6, stop=["\n"]))
+    assert re.fullmatch(r"-?\d+", out.texts[0]) and out.finish_reasons == ["stop"]
     assert out.completion_ids[0, -1] == tok.eos_token_id  # it ends its answer with <|endoftext|>
-
+    sampled = backend.generate(["2+3="], SamplingParams(n=64, temperature=1.0, max_new_tokens=6, stop=["\n"], seed=0))
+    assert "5" in sampled.texts
 
 # --------------------------------------------------------------------------- pretraining
+
+
+def _small_pretrain(out, **kw):
+    """A seconds-long pretraining run of a 2-layer, 32-wide model (every other setting as shipped)."""
+    from lab.models.pretrain import PretrainConfig, run_pretrain
+
+    cfg = dict(output_dir=str(out), steps=5, batch_size=16, n_eval=8, eval_samples=2, n_layer=2, n_embd=32, n_head=2)
+    return run_pretrain(PretrainConfig(**{**cfg, **kw}), verbose=False)
 
 
 def test_pretraining_is_deterministic_for_a_seed(tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from lab.models.pretrain import PretrainConfig, run_pretrain, weights_sha256
+    from lab.models.pretrain import weights_sha256
 
-    def run(name, seed=0):
-        cfg = PretrainConfig(output_dir=str(tmp_path / name), seed=seed, steps=5, batch_size=16, stop_at_accuracy=0,
-                             n_eval=8, eval_samples=2, n_layer=2, n_embd=32, n_head=2)
-        return run_pretrain(cfg, verbose=False)
-
-    a, b, c = run("a"), run("b"), run("c", seed=1)
+    a, b, c = (_small_pretrain(tmp_path / "a"), _small_pretrain(tmp_path / "b"), _small_pretrain(tmp_path / "c", seed=1))
     for f in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
               "pretrain_config.json", "eval.json", "README.md"):
         assert (a / f).is_file(), f
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     assert (a / "model.safetensors").read_bytes() != (c / "model.safetensors").read_bytes()
+    assert (a / "pretrain_config.json").read_bytes() == (b / "pretrain_config.json").read_bytes()
     ma = AutoModelForCausalLM.from_pretrained(a)
     assert weights_sha256(ma) == json.loads((a / "eval.json").read_text())["weights_sha256"]
-    assert json.loads((a / "pretrain_config.json").read_text())["steps"] == 5
+    saved = json.loads((a / "pretrain_config.json").read_text())
+    assert saved["steps"] == 5 and "output_dir" not in saved and "overwrite" not in saved
+
+
+def test_pretraining_bytes_do_not_depend_on_the_callers_thread_count(tmp_path):
+    """threads=1 (the default) is set inside the run: 1 or 2 torch threads outside give the same bytes,
+    and the caller's setting is restored. (With threads=0 the caller's count is used, and then the
+    sums of a full-width model's matrix products differ between 1 and 2 threads.)"""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = _small_pretrain(tmp_path / "two", n_embd=128, n_head=4, steps=3)
+        assert torch.get_num_threads() == 2
+        torch.set_num_threads(1)
+        one = _small_pretrain(tmp_path / "one", n_embd=128, n_head=4, steps=3)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert (one / "model.safetensors").read_bytes() == (two / "model.safetensors").read_bytes()
+    assert json.loads((two / "eval.json").read_text())["torch_threads"] == 1
+
+
+def test_pretraining_refuses_a_folder_holding_files_unless_overwrite(tmp_path):
+    from lab.errors import UsageError
+
+    out = _small_pretrain(tmp_path / "m")
+    first = (out / "model.safetensors").read_bytes()
+    with pytest.raises(UsageError, match=r"is not empty \(holds .*model.safetensors.*--overwrite"):
+        _small_pretrain(out, seed=1)
+    assert (out / "model.safetensors").read_bytes() == first  # refused before anything was written
+    _small_pretrain(out, seed=1, overwrite=True)
+    assert (out / "model.safetensors").read_bytes() != first
+
+
+def test_lab_pretrain_from_the_shipped_config_cannot_overwrite_the_shipped_model(tmp_path, capsys):
+    """The saved recipe holds no output_dir, so a re-run from it aims at the default folder (the
+    shipped one), which holds a model: refused with exit code 2 before any training."""
+    from lab.cli import main
+    from lab.models.pretrain import PretrainConfig
+
+    assert PretrainConfig().output_dir == "data/models/tiny-arith"
+    shipped = TINY_ARITH / "model.safetensors"
+    stamp = shipped.stat().st_mtime_ns
+    cfg = TINY_ARITH / "pretrain_config.json"
+    assert "output_dir" not in json.loads(cfg.read_text())
+    rc = main(["pretrain", "--config", str(cfg), "--output-dir", str(TINY_ARITH)])
+    assert rc == 2 and "--overwrite" in capsys.readouterr().err
+    assert shipped.stat().st_mtime_ns == stamp
+
+
+def test_output_temperature_only_divides_the_logits(tmp_path):
+    """A run with output_temperature=2 saves the same network with its logits halved: same greedy answers."""
+    from transformers import AutoModelForCausalLM
+
+    plain, hot = _small_pretrain(tmp_path / "t1"), _small_pretrain(tmp_path / "t2", output_temperature=2.0)
+    m1, m2 = (AutoModelForCausalLM.from_pretrained(d).eval() for d in (plain, hot))
+    x = torch.tensor([[20, 21, 14, 22, 30]])
+    with torch.no_grad():
+        assert torch.allclose(m2(x).logits, m1(x).logits / 2, atol=1e-5)
+    e1, e2 = (json.loads((d / "eval.json").read_text())["eval"] for d in (plain, hot))
+    assert e1["greedy_accuracy"] == e2["greedy_accuracy"]
+
+
+def test_label_noise_replaces_the_given_share_of_answers_by_near_misses():
+    import random
+
+    from lab import tasks
+    from lab.models.pretrain import NEAR_MISSES, with_label_noise
+
+    exs = tasks.get("arithmetic").sample(4000, "train", 0)
+    noisy = with_label_noise(exs, 0.6, random.Random(0))
+    changed = [(int(n.answer) - int(e.answer)) for e, n in zip(exs, noisy) if n.answer != e.answer]
+    assert abs(len(changed) / len(exs) - 0.6) < 0.03
+    assert set(changed) == set(NEAR_MISSES)
+    assert [n.prompt for n in noisy] == [e.prompt for e in exs]
+
+
+def test_pass_at_k_matches_brute_force_over_subsets():
+    from itertools import combinations
+
+    from lab.models.pretrain import pass_at_k
+
+    outcomes = [[1, 0, 0, 1, 0, 0], [0] * 6, [1] * 6, [0, 0, 0, 0, 0, 1]]
+    for k in (1, 2, 3, 6):
+        brute = sum(sum(any(s) for s in combinations(o, k)) / len(list(combinations(o, k))) for o in outcomes) / len(outcomes)
+        assert pass_at_k([sum(o) for o in outcomes], 6, k) == pytest.approx(brute)
+
+
+def test_label_noise_applies_only_from_noise_from_step(tmp_path):
+    """Noise starting after the last step changes nothing; starting at step 4 of 5 changes the weights."""
+    bytes_of = lambda d: (d / "model.safetensors").read_bytes()  # noqa: E731
+    clean = _small_pretrain(tmp_path / "clean", label_noise=0.0)
+    never = _small_pretrain(tmp_path / "never", label_noise=0.7, noise_from_step=6)
+    late = _small_pretrain(tmp_path / "late", label_noise=0.7, noise_from_step=4)
+    assert bytes_of(never) == bytes_of(clean)
+    assert bytes_of(late) != bytes_of(clean)
