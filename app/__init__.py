@@ -1,0 +1,1 @@
+"""The Streamlit dashboard (entry: app/main.py). See app/README.md."""

@@ -1,0 +1,244 @@
+"""All of the dashboard's loading, in one place: ``lab.runs`` readers under ``st.cache_data``.
+
+Cache keys include each file's modification time and size, so a running run's new metrics
+rows (and new sample/probe files) appear on the next rerun while unchanged runs are served
+from the cache. Nothing here writes to a run directory.
+
+Runs are addressed by a *key* ``"<root label>/<run name>"`` (the root label is the root
+folder's own name, made unique), which is what the URL query holds (``?run=...``). Every
+key read from the URL or a widget goes through :func:`resolve_key`, i.e.
+``lab.runs.resolve_run``, which refuses ``..``, absolute paths and symlinks out of the root.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from lab import runs as labruns
+
+REPO = Path(__file__).resolve().parent.parent
+ROOTS_ENV = "LAB_APP_ROOTS"
+"""JSON list of run roots, set by ``lab app`` for the Streamlit process."""
+
+
+# --- roots and run keys ---------------------------------------------------------------------
+def roots_from_env(environ: dict | None = None) -> list[str]:
+    """Run roots: ``LAB_APP_ROOTS`` (JSON list, set by ``lab app``), else ``LAB_RUNS_DIR``
+    (``:``-separated), else ``runs``."""
+    env = os.environ if environ is None else environ
+    if env.get(ROOTS_ENV):
+        roots = json.loads(env[ROOTS_ENV])
+        if isinstance(roots, list) and roots and all(isinstance(r, str) for r in roots):
+            return roots
+    if env.get("LAB_RUNS_DIR"):
+        return [r for r in env["LAB_RUNS_DIR"].split(":") if r]
+    return ["runs"]
+
+
+def root_labels(roots: list[str]) -> dict[str, str]:
+    """label -> root: each root by its folder name, suffixed ``-2``, ``-3`` when names repeat.
+
+    >>> root_labels(["runs/demo", "data/sample_runs", "other/demo"])
+    {'demo': 'runs/demo', 'sample_runs': 'data/sample_runs', 'demo-2': 'other/demo'}
+    """
+    out: dict[str, str] = {}
+    for r in roots:
+        base = Path(r).resolve().name or "root"
+        label, i = base, 2
+        while label in out:
+            label, i = f"{base}-{i}", i + 1
+        out[label] = r
+    return out
+
+
+def resolve_key(key: str, roots: list[str]) -> Path:
+    """The run directory of ``"<root label>/<name>"``; ``lab.runs.RunPathError`` if it escapes
+    its root or names no known root."""
+    labels = root_labels(roots)
+    label, _, name = str(key).partition("/")
+    if label not in labels:
+        raise labruns.RunPathError(f"run {key!r}: unknown root {label!r}; roots are {', '.join(labels)}")
+    return labruns.resolve_run(labels[label], name)
+
+
+# --- cached readers ---------------------------------------------------------------------------
+def _stamp(*files: Path) -> tuple:
+    out = []
+    for f in files:
+        try:
+            s = f.stat()
+            out.append((s.st_mtime_ns, s.st_size))
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def runs_table(roots: tuple[str, ...]) -> pd.DataFrame:
+    """``lab.runs.list_runs`` over the roots plus a ``key`` column (refreshed every 3 s)."""
+    df = labruns.list_runs(list(roots))
+    by_root = {v: k for k, v in root_labels(list(roots)).items()}
+    df.insert(0, "key", [f"{by_root[r]}/{n}" for r, n in zip(df["root"], df["name"])])
+    for i, (r, n) in enumerate(zip(df["root"], df["name"])):  # the same check as names from the URL
+        try:
+            labruns.resolve_run(r, n)
+        except labruns.RunPathError as e:
+            df.loc[df.index[i], ["path", "problem"]] = [None, str(e)]
+    return df
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _metrics(path: str, stamp: tuple) -> pd.DataFrame:
+    return labruns.read_metrics(path)
+
+
+def metrics(path: str | Path) -> pd.DataFrame:
+    """metrics.jsonl of one run (cached until the file changes); empty frame when unreadable."""
+    p = Path(path)
+    try:
+        return _metrics(str(p), _stamp(p / "metrics.jsonl"))
+    except (labruns.RunReadError, OSError):
+        return pd.DataFrame()
+
+
+def metrics_long(paths: dict[str, str], metric: str, x: str = "step") -> pd.DataFrame:
+    """Long frame (run, step[, x], value) of one metric over several runs (key -> path)."""
+    frames = []
+    for key, path in paths.items():
+        m = metrics(path)
+        if m.empty or metric not in m.columns or "step" not in m.columns:
+            continue
+        cols = ["step"] + ([x] if x != "step" and x in m.columns else [])
+        d = m[cols + [metric]].rename(columns={metric: "value"}).dropna(subset=["value"])
+        d.insert(0, "run", key)
+        frames.append(d)
+    if not frames:
+        return pd.DataFrame(columns=["run", "step", "value"])
+    return pd.concat(frames, ignore_index=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _steps(path: str, folder: str, stamp: tuple) -> list[int]:
+    return labruns.sample_steps(path) if folder == "samples" else labruns.probe_steps(path)
+
+
+def sample_steps(path: str | Path) -> list[int]:
+    p = Path(path)
+    return _steps(str(p), "samples", _stamp(p / "samples"))
+
+
+def probe_steps(path: str | Path) -> list[int]:
+    p = Path(path)
+    return _steps(str(p), "probes", _stamp(p / "probes"))
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _samples(path: str, steps: tuple[int, ...] | None, stamp: tuple) -> pd.DataFrame:
+    return labruns.read_samples(path, list(steps) if steps is not None else None)
+
+
+def samples(path: str | Path, steps: list[int] | None = None) -> pd.DataFrame:
+    """Samples of the given steps (all when None), cached per file state."""
+    p = Path(path)
+    files = [p / "samples" / f"step_{s:06d}.parquet" for s in (steps if steps is not None else sample_steps(p))]
+    return _samples(str(p), tuple(steps) if steps is not None else None, _stamp(p / "samples", *files))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _probes(path: str, stamp: tuple) -> pd.DataFrame:
+    return labruns.read_probes(path)
+
+
+def probes(path: str | Path) -> pd.DataFrame:
+    p = Path(path)
+    files = [p / "probes" / f"step_{s:06d}.parquet" for s in probe_steps(p)]
+    return _probes(str(p), _stamp(p / "probes", *files))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _problems(path: str, stamp: tuple) -> list[str]:
+    try:
+        return labruns.load_run(path, samples=True, probes=True).problems
+    except labruns.RunReadError as e:
+        return [str(e)]
+
+
+def problems(path: str | Path) -> list[str]:
+    """Every file or line of the run that could not be read (``load_run(...).problems``)."""
+    p = Path(path)
+    return _problems(str(p), _stamp(p / "config.json", p / "status.json", p / "metrics.jsonl",
+                                     p / "samples", p / "probes"))
+
+
+@st.cache_data(show_spinner=False)
+def results(name: str = "value_mse.csv") -> pd.DataFrame:
+    """A results file of ``data/results/`` through ``lab.results`` (empty when not made yet)."""
+    from lab import results as lab_results
+
+    try:
+        return lab_results.read(name)
+    except FileNotFoundError:
+        return pd.DataFrame()
+
+
+# --- metric documentation -------------------------------------------------------------------
+@st.cache_data(show_spinner=False)
+def metric_docs(path: str = str(REPO / "docs" / "metrics.md")) -> list[tuple[str, str]]:
+    """(name pattern, meaning) rows of docs/metrics.md's table; ``<x>`` is a wildcard."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        m = re.match(r"^\|\s*(`[^|]+`)\s*\|\s*(.+?)\s*\|\s*$", line)
+        if not m:
+            continue
+        for name in re.findall(r"`([^`]+)`", m.group(1)):
+            rows.append((name, m.group(2)))
+    return rows
+
+
+def metric_help(metric: str, docs: list[tuple[str, str]]) -> str | None:
+    """The meaning of ``metric`` from docs/metrics.md (patterns like ``probe/value_mse/<name>``).
+
+    >>> metric_help("probe/value_mse/kae", [("probe/value_mse/<name>", "value error")])
+    'value error'
+    """
+    for pat, meaning in docs:
+        rx = "^" + re.sub(r"<[^>]+>", ".+", re.escape(pat).replace(r"\<", "<").replace(r"\>", ">")) + "$"
+        if pat == metric or re.match(rx, metric):
+            return meaning
+    return None
+
+
+# --- downloads --------------------------------------------------------------------------------
+def to_csv(df: pd.DataFrame) -> bytes:
+    return df.to_csv(index=False).encode("utf-8")
+
+
+def to_parquet(df: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    d = df.copy()
+    for c in d.columns:  # mixed-type object columns (config dicts) as JSON text
+        if d[c].dtype == object and d[c].map(lambda v: isinstance(v, (dict, list, tuple))).any():
+            d[c] = d[c].map(lambda v: json.dumps(v) if isinstance(v, (dict, list, tuple)) else v)
+    d.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def downloads(df: pd.DataFrame, name: str, key: str) -> None:
+    """CSV and Parquet download buttons for the data behind a table or chart (made on click)."""
+    c1, c2, _ = st.columns([1, 1, 4])
+    c1.download_button("CSV", data=lambda: to_csv(df), file_name=f"{name}.csv", mime="text/csv",
+                       key=f"dl_csv_{key}", on_click="ignore", help=f"{name}: {len(df)} rows as CSV")
+    c2.download_button("Parquet", data=lambda: to_parquet(df), file_name=f"{name}.parquet",
+                       mime="application/octet-stream", key=f"dl_pq_{key}", on_click="ignore",
+                       help=f"{name}: {len(df)} rows as Parquet")

@@ -1,0 +1,180 @@
+"""How fast the dashboard loads many long runs: Runs page and a 10-run Curves overlay.
+
+    .venv/bin/python benchmarks/dashboard_load.py [--runs 100] [--steps 2000] [--repeats 3]
+
+Generates ``--runs`` runs × ``--steps`` steps under a temporary root (config, status, a
+metrics.jsonl with the ~60 metric names a real run logs, samples for 3 steps and probes
+for 2, all through ``lab.runs``), then times with ``streamlit.testing.v1.AppTest``:
+
+* ``runs``: the Runs page (listing every run, filters, default selection);
+* ``curves``: the Curves page overlaying 10 runs' ``reward/mean`` with smoothing.
+
+Each is timed *cold* (``st.cache_data`` cleared, so every file is read again) and *cached*
+(the same script re-run: what a person waiting on a widget change sees). Python imports are
+warmed up first on a tiny root, so cold is the data cost, not the interpreter's. The median
+of ``--repeats`` goes to ``data/results/dashboard_load.csv`` (targets: < 2 s cold,
+< 0.3 s cached on 2 CPU cores) with ``lab.provenance.collect()`` in
+``dashboard_load.provenance.json`` beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+OUT = REPO / "data" / "results" / "dashboard_load.csv"
+TARGETS = {"cold": 2.0, "cached": 0.3}
+ESTIMATORS = ("grpo", "kae", "rloo", "krpo", "basis")
+METRIC_NAMES = (
+    ["reward/mean", "reward/accuracy", "reward/errors", "loss/total", "actor/pg_loss", "actor/clip_frac_low",
+     "actor/clip_frac_high", "actor/clip_low_bound", "actor/clip_high_bound", "actor/ratio_mean", "actor/ratio_min",
+     "actor/ratio_max", "actor/approx_kl", "actor/zero_grad_frac", "actor/dual_clip_frac", "actor/entropy",
+     "actor/grad_norm", "adv/mean", "adv/std", "adv/min", "adv/max", "adv/baseline_mean", "batch/zero_std_frac",
+     "response/length_mean", "response/truncated_frac", "perf/tokens_per_s", "perf/rollout_time_s",
+     "perf/step_time_s", "time/elapsed_s", "est/num_groups", "est/zero_std_frac"]
+)
+
+
+def make_root(root: Path, n_runs: int, n_steps: int, seed: int = 0) -> list[str]:
+    """Write ``n_runs`` synthetic finished runs of ``n_steps`` steps under ``root``; returns their names."""
+    from lab import runs
+    from lab.config import TrainConfig
+
+    rng = np.random.default_rng(seed)
+    names = []
+    for i in range(n_runs):
+        est = ESTIMATORS[i % len(ESTIMATORS)]
+        name = f"sweep/{est}-s{i // len(ESTIMATORS)}"
+        path = root / name
+        cfg = TrainConfig(estimator=est, seed=i // len(ESTIMATORS), steps=n_steps, quiet=True).to_dict()
+        w = runs.RunWriter.create(path, cfg)
+        base = rng.uniform(0.1, 0.4)
+        vals = rng.normal(0, 0.05, size=(n_steps, len(METRIC_NAMES)))
+        lines = []
+        for s in range(n_steps):
+            rec = {k: float(v) for k, v in zip(METRIC_NAMES, vals[s])}
+            rec["step"] = s
+            rec["reward/mean"] = float(np.clip(base + 0.4 * s / n_steps + vals[s, 0], 0, 1))
+            rec["time/elapsed_s"] = 1.3 * (s + 1)
+            if s % 50 == 0 or s == n_steps - 1:
+                rec["eval/accuracy"] = float(np.clip(base + 0.3 * s / n_steps, 0, 1))
+            lines.append(json.dumps(rec, sort_keys=True))
+        runs.atomic_write_bytes(path / "metrics.jsonl", ("\n".join(lines) + "\n").encode())
+        for s in (0, n_steps // 2, n_steps - 1):
+            n = 32
+            w.log_samples(s, pd.DataFrame({
+                "step": s, "prompt_id": np.repeat(np.arange(8), 4), "rollout": np.tile(np.arange(4), 8),
+                "prompt": "12+34=", "answer": "46", "completion": "46", "reward": rng.integers(0, 2, n).astype(float),
+                "baseline": rng.uniform(0, 1, n), "advantage": rng.normal(0, 1, n),
+                **{f"{k}__{e}": rng.normal(0, 1, n) for e in ESTIMATORS if e != est for k in ("baseline", "advantage")},
+            }))
+        for s in (0, n_steps - 1):
+            w.log_probes(s, pd.DataFrame({"step": s, "prompt_id": np.repeat(np.arange(8), len(ESTIMATORS)),
+                                          "estimator": list(ESTIMATORS) * 8, "truth": rng.uniform(0, 1, 8 * len(ESTIMATORS)),
+                                          "truth_se": 0.05, "baseline_mean": 0.5, "sq_err": rng.uniform(0, 0.1, 8 * len(ESTIMATORS)),
+                                          "n_rollouts": 4}))
+        w.set_status("finished", step=n_steps - 1)
+        if hasattr(w, "close"):
+            w.close()
+        names.append(name)
+    return names
+
+
+def _app(root: Path, query: dict | None = None):
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["LAB_APP_ROOTS"] = json.dumps([str(root)])
+    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=600)
+    if query:
+        at.query_params.update(query)
+    return at
+
+
+def _timed(at) -> float:
+    t0 = time.perf_counter()
+    at.run()
+    dt = time.perf_counter() - t0
+    if at.exception:
+        raise RuntimeError(f"the app raised: {[e.value for e in at.exception]}")
+    return dt
+
+
+def measure(root: Path, names: list[str], repeats: int) -> list[dict]:
+    import streamlit as st
+
+    warm = root.parent / "warm"
+    make_root(warm, 2, 5, seed=1)
+    at = _app(warm)
+    at.run()
+    at.switch_page("views/curves.py")
+    at.run()
+
+    label = root.name
+    sel = {"run": [f"{label}/{n}" for n in names[:10]]}
+    out = {("runs", "cold"): [], ("runs", "cached"): [], ("curves", "cold"): [], ("curves", "cached"): []}
+    for _ in range(repeats):
+        st.cache_data.clear()
+        at = _app(root, sel)
+        out[("runs", "cold")].append(_timed(at))
+        out[("runs", "cached")].append(_timed(at))
+        at.switch_page("views/curves.py")
+        at.run()  # the page's first run builds its widgets
+        at.selectbox(key="curves_metric").set_value("reward/mean")
+        st.cache_data.clear()
+        out[("curves", "cold")].append(_timed(at))
+        out[("curves", "cached")].append(_timed(at))
+    rows = []
+    for (page, cache), ts in out.items():
+        med = statistics.median(ts)
+        rows.append({"page": page, "cache": cache, "seconds": round(med, 4), "min_s": round(min(ts), 4),
+                     "max_s": round(max(ts), 4), "repeats": len(ts), "target_s": TARGETS[cache],
+                     "meets_target": med < TARGETS[cache], "runs": len(names),
+                     "runs_overlaid": 10 if page == "curves" else None})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=100)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+    from lab import provenance
+
+    with tempfile.TemporaryDirectory(prefix="dashboard_load_") as tmp:
+        root = Path(tmp) / "bench"
+        t0 = time.perf_counter()
+        names = make_root(root, args.runs, args.steps)
+        print(f"generated {len(names)} runs x {args.steps} steps in {time.perf_counter() - t0:.1f} s under {root}")
+        rows = measure(root, names, args.repeats)
+    df = pd.DataFrame(rows)
+    df["steps"] = args.steps
+    prov = provenance.collect("cpu")
+    df["git_commit"] = prov.get("git_commit")
+    df["created"] = prov.get("created")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out, index=False)
+    out.with_name(out.stem + ".provenance.json").write_text(json.dumps(
+        {"settings": vars(args), "provenance": prov, "targets_s": TARGETS}, indent=2, sort_keys=True) + "\n")
+    print(df[["page", "cache", "seconds", "target_s", "meets_target"]].to_string(index=False))
+    print(f"-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

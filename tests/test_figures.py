@@ -1,0 +1,188 @@
+"""lab.figures: the shared plotly builders, checked against numbers worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import figures
+from lab.losses import clip_bounds, matched_delta
+
+
+def test_ema_matches_tensorboard_debiased_formula_worked_by_hand():
+    # s = 0.6, values 2, 4, 1:
+    # m1 = 0.4*2 = 0.8          -> 0.8 / (1 - 0.6)    = 2
+    # m2 = 0.6*0.8 + 0.4*4 = 2.08 -> 2.08 / (1 - 0.36) = 3.25
+    # m3 = 0.6*2.08 + 0.4*1 = 1.648 -> 1.648 / (1 - 0.216) = 2.1020408...
+    out = figures.ema([2.0, 4.0, 1.0], 0.6)
+    assert out == pytest.approx([2.0, 3.25, 1.648 / 0.784], abs=1e-12)
+
+
+def test_ema_skips_non_finite_values_without_counting_them():
+    # the nan is passed through and the next point is debiased with n = 2, not 3
+    out = figures.ema([2.0, math.nan, 4.0], 0.6)
+    assert math.isnan(out[1])
+    assert out[2] == pytest.approx(3.25)
+
+
+def test_ema_zero_smoothing_is_identity_and_bad_weight_is_refused():
+    v = np.array([3.0, -1.0, 7.0])
+    assert figures.ema(v, 0.0).tolist() == v.tolist()
+    with pytest.raises(ValueError, match="smoothing"):
+        figures.ema(v, 1.0)
+
+
+def _seeds_frame() -> pd.DataFrame:
+    # two estimators; grpo has 3 seeds at steps 0 and 1; kae 1 seed
+    rows = []
+    for run, est, vals in [("g0", "grpo", [1.0, 2.0]), ("g1", "grpo", [2.0, 4.0]), ("g2", "grpo", [3.0, 6.0]),
+                           ("k0", "kae", [5.0, 5.0])]:
+        for step, v in enumerate(vals):
+            rows.append({"run": run, "estimator": est, "step": step, "value": v})
+    return pd.DataFrame(rows)
+
+
+def test_band_is_mean_plus_minus_t_interval_across_seeds():
+    t = figures.band_table(_seeds_frame(), band_by="estimator")
+    g1 = t[(t.estimator == "grpo") & (t.step == 1)].iloc[0]
+    # values 2, 4, 6: mean 4, sample sd 2, n 3; t_{0.975, 2} = 4.302652729749464
+    half = 4.302652729749464 * 2.0 / math.sqrt(3)
+    assert g1["mean"] == pytest.approx(4.0)
+    assert (g1["lo"], g1["hi"]) == pytest.approx((4.0 - half, 4.0 + half))
+    assert g1["n"] == 3
+
+
+def test_band_of_a_single_seed_has_no_width_and_groups_stay_apart():
+    t = figures.band_table(_seeds_frame(), band_by="estimator")
+    k = t[t.estimator == "kae"]
+    assert k["mean"].tolist() == [5.0, 5.0]
+    assert k["lo"].isna().all() and k["hi"].isna().all()
+    assert sorted(t.estimator.unique()) == ["grpo", "kae"]
+
+
+def test_band_smooths_each_seed_before_averaging():
+    t = figures.band_table(_seeds_frame(), band_by="estimator", smoothing=0.5)
+    # seed g0: ema(1, 2) = (1, (0.25 + 1)/0.75); g1: (2, (0.5 + 2)/0.75); g2: (3, (0.75 + 3)/0.75)
+    expect = np.mean([1.25 / 0.75, 2.5 / 0.75, 3.75 / 0.75])
+    assert t[(t.estimator == "grpo") & (t.step == 1)]["mean"].iloc[0] == pytest.approx(expect)
+
+
+def test_curves_figure_grouped_draws_one_mean_line_and_one_band_per_group():
+    fig = figures.curves_figure(_seeds_frame(), band_by="estimator")
+    names = [tr.name for tr in fig.data]
+    assert names == ["grpo (n=3)", "grpo 95% band", "kae (n=1)"]
+    assert list(fig.data[0].y) == pytest.approx([2.0, 4.0])
+
+
+def test_curves_figure_draws_raw_faint_behind_each_smoothed_line_and_log_axis():
+    fig = figures.curves_figure(_seeds_frame(), smoothing=0.9, log_y=True)
+    assert [tr.name for tr in fig.data][:2] == ["g0 (raw)", "g0"]
+    assert list(fig.data[0].y) == [1.0, 2.0]
+    assert list(fig.data[1].y) == pytest.approx(figures.ema([1.0, 2.0], 0.9).tolist())
+    assert fig.layout.yaxis.type == "log"
+
+
+def test_curves_figure_names_a_missing_column():
+    with pytest.raises(KeyError, match="elapsed"):
+        figures.curves_figure(_seeds_frame(), x="elapsed")
+
+
+def _samples() -> pd.DataFrame:
+    return pd.DataFrame({
+        "step": [0, 0, 0, 0, 1, 1],
+        "prompt_id": [7, 7, 8, 8, 7, 7],
+        "reward": [1.0, 0.0, 1.0, 1.0, 0.0, 1.0],
+        "baseline": [0.5, 0.5, 1.0, 1.0, 0.5, 0.5],
+        "advantage": [0.5, -0.5, 0.0, 0.0, -0.5, 0.5],
+        "baseline__rloo": [0.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        "advantage__rloo": [1.0, -1.0, 0.0, 0.0, -1.0, 1.0],
+    })
+
+
+def test_advantage_histogram_picks_training_and_shadow_columns_at_one_step():
+    fig = figures.advantage_histogram(_samples(), ["grpo", "rloo"], step=0, train_estimator="grpo")
+    assert [tr.name for tr in fig.data] == ["grpo", "rloo"]
+    assert list(fig.data[0].x) == [0.5, -0.5, 0.0, 0.0]
+    assert list(fig.data[1].x) == [1.0, -1.0, 0.0, 0.0]
+    # one shared set of bins, so the bars line up
+    assert fig.data[0].xbins.size == fig.data[1].xbins.size == pytest.approx(2.0 / 40)
+
+
+def test_advantage_column_error_lists_the_estimators_the_table_has():
+    with pytest.raises(KeyError, match="rloo"):
+        figures.advantage_column(_samples(), "kae", train_estimator="grpo")
+
+
+def test_advantage_scatter_pairs_the_same_rollouts():
+    fig = figures.advantage_scatter(_samples(), "grpo", "rloo", train_estimator="grpo")
+    pts = list(zip(fig.data[0].x, fig.data[0].y))
+    assert pts == list(zip(_samples()["advantage"], _samples()["advantage__rloo"]))
+
+
+def test_value_mse_table_subtracts_truth_variance_and_gives_standard_error():
+    p = pd.DataFrame({"step": [0, 0, 0], "estimator": ["kae"] * 3, "prompt_id": [1, 2, 3],
+                      "sq_err": [0.10, 0.20, 0.60], "truth_se": [0.1, 0.2, 0.3]})
+    t = figures.value_mse_table(p).iloc[0]
+    e = np.array([0.10 - 0.01, 0.20 - 0.04, 0.60 - 0.09])
+    assert t["mse"] == pytest.approx(e.mean())
+    assert t["se"] == pytest.approx(e.std(ddof=1) / math.sqrt(3))
+    assert t["n"] == 3
+
+
+def test_value_mse_figure_reads_metrics_columns_as_lines_per_run_and_estimator():
+    m = pd.DataFrame({"run": ["a", "a", "b"], "step": [0, 10, 0],
+                      "probe/value_mse_corrected/grpo": [0.2, 0.1, 0.3],
+                      "probe/value_mse_corrected/kae": [0.1, None, 0.2]})
+    fig = figures.value_mse_figure(m)
+    assert [tr.name for tr in fig.data] == ["a · grpo", "a · kae", "b · grpo", "b · kae"]
+    assert list(fig.data[0].y) == [0.2, 0.1]
+    assert list(fig.data[1].y) == [0.1]
+
+
+def test_value_mse_vs_g_averages_seeds_and_uses_log_axes():
+    r = pd.DataFrame({"estimator": ["a", "a", "a", "b"], "group_size": [1, 1, 4, 1], "seed": [0, 1, 0, 0],
+                      "value_mse": [0.2, 0.4, 0.05, 0.5]})
+    t = figures.value_mse_vs_g_table(r)
+    a1 = t[(t.estimator == "a") & (t.group_size == 1)].iloc[0]
+    assert a1["mse"] == pytest.approx(0.3) and a1["se"] == pytest.approx(np.std([0.2, 0.4], ddof=1) / math.sqrt(2))
+    fig = figures.value_mse_vs_g_figure(r)
+    assert fig.layout.yaxis.type == "log" and fig.layout.xaxis.type == "log"
+    assert [tr.name for tr in fig.data] == ["a", "b"]
+
+
+def test_value_mse_vs_g_reads_the_shipped_results_file_one_reuse_at_a_time():
+    r = pd.read_csv("data/results/value_mse.csv")
+    for j in sorted(r["reuse"].unique()):
+        fig = figures.value_mse_vs_g_figure(r, reuse=j)
+        assert len(fig.data) == r.loc[r["reuse"] == j, "estimator"].nunique()
+    with pytest.raises(ValueError, match="reuse=J"):
+        figures.value_mse_vs_g_table(r)  # never averages different J together
+
+
+def test_value_mse_vs_g_keeps_reuse_levels_apart():
+    r = pd.DataFrame({"estimator": ["a"] * 4, "group_size": [2] * 4, "reuse": [1, 1, 10, 10], "seed": [0, 1, 0, 1],
+                      "value_mse": [0.2, 0.4, 0.02, 0.04]})
+    assert figures.value_mse_vs_g_table(r, reuse=10)["mse"].tolist() == pytest.approx([0.03])
+    assert figures.value_mse_vs_g_table(r[r["reuse"] == 1])["mse"].tolist() == pytest.approx([0.3])
+
+
+def test_trust_regions_default_to_matched_budgets():
+    t = figures.trust_region_table(["ratio", "kl3"]).set_index("measure")
+    assert t.loc["ratio", "delta"] == pytest.approx(0.2)
+    lo, hi = clip_bounds("kl3", matched_delta("kl3"))
+    assert (t.loc["kl3", "low"], t.loc["kl3", "high"]) == pytest.approx((lo, hi))
+    assert t.loc["kl3", "high"] - t.loc["kl3", "low"] == pytest.approx(0.4, abs=1e-6)
+    assert t.loc["kl3", "room_up"] > t.loc["kl3", "room_down"]  # KL3 is asymmetric
+    fig = figures.trust_region_figure(["ratio", "kl3"], delta={"ratio": 0.1, "kl3": 0.05})
+    assert list(fig.data[0].x) == pytest.approx([0.9, 1.1])
+
+
+def test_clip_fraction_figure_draws_low_and_high_per_run():
+    m = pd.DataFrame({"run": ["r", "r", "k", "k"], "step": [0, 1, 0, 1],
+                      "actor/clip_frac_low": [0.0, 0.1, 0.0, 0.05], "actor/clip_frac_high": [0.0, 0.2, 0.0, 0.3]})
+    fig = figures.clip_fraction_figure(m)
+    assert [tr.name for tr in fig.data] == ["k low", "k high", "r low", "r high"]
+    assert list(fig.data[3].y) == [0.0, 0.2]
