@@ -1,0 +1,161 @@
+"""The teaching notebooks: shipped stripped, shaped as lessons, and executed top to bottom.
+
+Execution uses nbclient in the notebooks' own folder, with ``LAB_NOTEBOOK_RUNS`` pointing
+their live runs at a temporary folder. After the last cell the test evaluates a few
+expressions in the same kernel (the notebook's own variables) and checks the *directions*
+that hold with margin, never exact values of a noisy run. The CPU budget check uses the
+kernel's CPU time (its own plus finished children's), which does not depend on how busy the
+machine is: 120 CPU-seconds is about the issue's 2 minutes of wall time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
+NOTEBOOKS = (
+    "01_kernel_smoothing",
+    "02_kalman_baselines",
+    "03_basis",
+    "04_kl3_clipping",
+    "05_beyond_the_seeds",
+    "06_launch_training",
+)
+CPU_BUDGET_S = 120.0
+MAX_CODE_LINES = 25
+
+# expressions evaluated in the kernel after the notebook ran: name -> (expression, expected JSON value)
+CHECKS = {
+    "01_kernel_smoothing": {
+        "group mean error is p(1-p)/G": ("bool(((check.iloc[:, 0] - check.iloc[:, 1]).abs() < 0.005).all())", True),
+        "the bandwidth sweep is U-shaped": ("0 < int(sweep['kae'].values.argmin()) < len(sweep) - 1", True),
+        "a fixed window keeps constant memory": ("len(set(mem['width = 4 (fixed)'][40:])) <= 2 and mem.iloc[-1, 1] > mem.iloc[-1, 2]", True),
+        "kae beats rloo at G = 2 in the live run": (
+            "bool(summary.set_index(['G', 'estimator']).loc[(2, 'kae'), 'mse'] < summary.set_index(['G', 'estimator']).loc[(2, 'rloo'), 'mse'])", True),
+        "both live runs probed every estimator": ("sorted(summary.groupby('G')['estimator'].count().tolist())", [3, 3]),
+        "the results table has kae's default row at every reuse": ("bool(table.notna().all().all())", True),
+    },
+    "02_kalman_baselines": {
+        "krpo is order dependent, krpo_invariant is not": ("equivariant", {"krpo": False, "krpo_invariant": True}),
+        "krpo's advantages are several times grpo's": ("scale['krpo'] / scale['grpo'] > 3", True),
+        "krpo's baseline error exceeds grpo's": (
+            "bool(value.set_index('estimator').loc['krpo', 'mse'] > value.set_index('estimator').loc['grpo', 'mse'])", True),
+        "three runs": ("sorted(loaded)", ["grpo", "krpo", "krpo_invariant"]),
+    },
+    "03_basis": {
+        "crossfit never lets the own reward move the baseline": ("flip['crossfit']", 0.0),
+        "batch selection sometimes does": ("flip['batch'] > 0", True),
+        "basis at G = 1 beats reinforce++ on the same rollouts": (
+            "bool(value.set_index(['run', 'estimator']).loc[('basis G=1', 'basis'), 'mse'] < value.set_index(['run', 'estimator']).loc[('basis G=1', 'reinforce_plus_plus'), 'mse'])", True),
+        "both fallbacks are rows of the results table": ("all(lbl in exact.index for lbl in labels.values())", True),
+    },
+    "04_kl3_clipping": {
+        "k3 is never negative, k1 sometimes is": (
+            "[float(kl_estimators(1.0).loc['k3', 'share < 0']), bool(kl_estimators(1.0).loc['k1', 'share < 0'] > 0)]", [0.0, True]),
+        "kl3's trust region has more room up than down": (
+            "bool(tr.set_index('measure').loc['kl3', 'room_up'] > tr.set_index('measure').loc['kl3', 'room_down'])", True),
+        "at the matched width kl3 clips more below and less above": (
+            "[fixed['kl3']['clip_frac_low'] > fixed['ratio']['clip_frac_low'], fixed['kl3']['clip_frac_high'] < fixed['ratio']['clip_frac_high']]", [True, True]),
+        "both live runs logged every step": ("metrics.groupby('run')['step'].count().tolist()", [6, 6]),
+    },
+    "05_beyond_the_seeds": {
+        "inverse-variance weight found": ("abs(float(mse.idxmin()) - 0.8) <= 0.05", True),
+        "only grpo's baseline sees its own reward": ("own_reward_moves_baseline('blend') == 0 and own_reward_moves_baseline('grpo') == 1", True),
+        "blend's source weights sum to one": (
+            "abs(sum(run.metrics[['est/weight_group', 'est/weight_history', 'est/weight_batch']].mean()) - 1) < 1e-6", True),
+        "every estimator was probed": ("sorted(wide.columns)", ["basis", "blend", "kae", "rloo"]),
+    },
+    "06_launch_training": {
+        "stop left an interrupted run": ("status", "interrupted"),
+        "resume finished it": ("la.run_status()", "finished"),
+        "the kernel's RNG and threads were untouched": ("kernel_state() == before", True),
+        "the figure drew reward and probe curves": ("[len(la.figure.data[0].x) >= done + 2, sorted(t.name for t in la.figure.data[2:])]", [True, ["grpo", "kae", "rloo"]]),
+    },
+}
+
+
+def _read(name: str):
+    return nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+
+
+def test_all_six_lessons_are_shipped_and_nothing_else():
+    assert sorted(p.stem for p in NB_DIR.glob("*.ipynb")) == list(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_is_stored_without_outputs(name):
+    nb = _read(name)
+    nbformat.validate(nb)
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name} cell {i} has outputs: strip them"
+    assert "widgets" not in nb.metadata, f"{name}: saved widget state in the metadata; strip it"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_reads_as_a_lesson(name):
+    nb = _read(name)
+    md = [c.source for c in nb.cells if c.cell_type == "markdown"]
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown" and "What you will be able to do" in nb.cells[0].source
+    assert re.search(r"^## Try this", md[-1], re.M), "the lesson ends on a 'Try this' section"
+    assert any("from lab" in c or "import lab" in c for c in code[:2]), "lab is imported up front"
+    if name != "06_launch_training":
+        assert sum("$" in m for m in md) >= 3, "the derivation is written in LaTeX Markdown"
+        assert any("train(" in c for c in code), "one live run of the tiny model"
+        assert any("data/results/" in c for c in code) or name == "04_kl3_clipping", "headline numbers come from results files"
+    for c in code:
+        assert len(c.splitlines()) <= MAX_CODE_LINES, f"a code cell of {len(c.splitlines())} lines; keep cells short"
+
+
+def test_lessons_call_lab_instead_of_reimplementing_estimators():
+    # an estimator is a registry call in every lesson; none defines its own advantage function
+    for name in NOTEBOOKS[:5]:
+        code = "\n".join(c.source for c in _read(name).cells if c.cell_type == "code")
+        assert "estimators.get(" in code or "losses." in code
+        assert not re.search(r"def (grpo|rloo|kae|basis|blend|krpo\w*|clip_bounds|kl3?)\(", code)
+
+
+def _execute(name: str, tmp_path: Path):
+    from nbclient import NotebookClient
+
+    nb = _read(name)
+    checks = CHECKS[name]
+    probe = "import json as _j, os as _o\n_t = _o.times()\nprint('__CPU__', _t.user + _t.system + _t.children_user + _t.children_system)\n"
+    probe += "print('__CHECKS__' + _j.dumps({" + ", ".join(f"{k!r}: ({e})" for k, (e, _) in checks.items()) + "}, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))"
+    nb.cells.append(nbformat.v4.new_code_cell(probe))
+    old = os.environ.get("LAB_NOTEBOOK_RUNS")
+    os.environ["LAB_NOTEBOOK_RUNS"] = str(tmp_path)
+    try:
+        t0 = time.perf_counter()
+        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NB_DIR)}}).execute()
+        wall = time.perf_counter() - t0
+    finally:
+        if old is None:
+            os.environ.pop("LAB_NOTEBOOK_RUNS", None)
+        else:
+            os.environ["LAB_NOTEBOOK_RUNS"] = old
+    text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    cpu = float(re.search(r"__CPU__ ([\d.]+)", text).group(1))
+    got = json.loads(text.split("__CHECKS__", 1)[1])
+    return nb, got, cpu, wall
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_top_to_bottom_and_shows_what_it_says(name, tmp_path):
+    nb, got, cpu, wall = _execute(name, tmp_path)
+    for label, (expr, want) in CHECKS[name].items():
+        assert got[label] == want, f"{name}: {label}: {expr} gave {got[label]!r}, expected {want!r}"
+    assert cpu <= CPU_BUDGET_S, f"{name} used {cpu:.0f} CPU-seconds (wall {wall:.0f} s); the budget is {CPU_BUDGET_S:.0f}"
+    assert any(tmp_path.rglob("config.json")), "the live run wrote its run directory under LAB_NOTEBOOK_RUNS"
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream")
+    assert "lab app --runs" in printed, "the lesson shows how to open its runs in the dashboard"
