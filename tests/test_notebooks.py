@@ -53,8 +53,10 @@ CHECKS = {
     "03_basis": {
         "crossfit never lets the own reward move the baseline": ("flip['crossfit']", 0.0),
         "batch selection sometimes does": ("flip['batch'] > 0", True),
-        "basis at G = 1 beats reinforce++ on the same rollouts": (
-            "bool(value.set_index(['run', 'estimator']).loc[('basis G=1', 'basis'), 'mse'] < value.set_index(['run', 'estimator']).loc[('basis G=1', 'reinforce_plus_plus'), 'mse'])", True),
+        # the live direction is reported, not asserted (no reference stage in the trainer yet):
+        # the verdict must follow from the interval the notebook printed
+        "the live verdict follows from its interval": (
+            "verdict == ('BASIS lower' if hi < 0 else 'REINFORCE++ lower' if lo > 0 else 'no difference this run can resolve') and bool(lo <= d.mean() <= hi)", True),
         "both fallbacks are rows of the results table": ("all(lbl in exact.index for lbl in labels.values())", True),
     },
     "04_kl3_clipping": {
