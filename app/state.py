@@ -90,6 +90,19 @@ def pick_run(rows: pd.DataFrame, key: str, label_text: str = "Run") -> pd.Series
     return rows.set_index("key").loc[k]
 
 
+def pick_run_with_samples(rows: pd.DataFrame, key: str) -> tuple[pd.Series, list[int]]:
+    """:func:`pick_run`, then that run's sample steps; stops the page (with a message) when
+    no run is selected or the chosen one has no readable samples yet."""
+    run = pick_run(rows, key)
+    if run is None:
+        st.stop()
+    steps = data.sample_steps(run["path"])
+    if not steps:
+        st.warning(f"`{run.name}` has no readable samples yet.")
+        st.stop()
+    return run, steps
+
+
 def context() -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
     """(roots, runs table, selected rows with a readable path) for a page."""
     roots = data.roots_from_env()

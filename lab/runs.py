@@ -730,12 +730,7 @@ def load_run(path: str | Path, *, samples: bool = True, probes: bool = True) -> 
     path = Path(path)
     if not path.is_dir() or not _is_run_dir(path):
         raise NotARunError(f"{path} is not a run directory (no config.json, status.json or metrics.jsonl)")
-    problems: list[str] = []
-    config, p = read_config(path) if (path / "config.json").exists() else ({}, ["config.json: missing"])
-    problems += p
-    status = read_status(path)
-    if status.get("problem"):
-        problems.append(status["problem"])
+    config, status, problems = _config_and_status(path)
     recs, p = _scan_jsonl(path / "metrics.jsonl")
     problems += p
     sdf, p = _read_step_files(path / "samples", None, "samples") if samples else (pd.DataFrame(), [])
@@ -859,13 +854,17 @@ def _tail_metrics(path: Path, want: Sequence[str] = ()) -> dict:
     return out
 
 
+def _config_and_status(run: Path) -> tuple[dict, dict, list[str]]:
+    """(config, status, problems of those two files): the small files every reader starts from."""
+    config, problems = read_config(run) if (run / "config.json").exists() else ({}, ["config.json: missing"])
+    status = read_status(run)
+    if status.get("problem"):
+        problems = [*problems, status["problem"]]
+    return config, status, list(problems)
+
+
 def _summary_row(root: Path, run: Path, fields: list[str]) -> dict:
-    problems: list[str] = []
-    config, p = read_config(run) if (run / "config.json").exists() else ({}, ["config.json: missing"])
-    problems += p
-    st = read_status(run)
-    if st.get("problem"):
-        problems.append(st["problem"])
+    config, st, problems = _config_and_status(run)
     _, p = checkpoint_candidates(run)
     problems += p
     last = _tail_metrics(run / "metrics.jsonl", want=("eval/accuracy",))

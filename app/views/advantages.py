@@ -10,13 +10,7 @@ roots, table, rows = state.context()
 st.title("Advantages")
 st.caption("Every estimator below saw the *same* rollouts: the training estimator produced `advantage`, "
            "the shadow estimators `advantage__<name>` (docs/run-format.md).")
-run = state.pick_run(rows, "adv_run")
-if run is None:
-    st.stop()
-steps = data.sample_steps(run["path"])
-if not steps:
-    st.warning(f"`{run.name}` has no readable samples yet.")
-    st.stop()
+run, steps = state.pick_run_with_samples(rows, "adv_run")
 train_est = str(run["estimator"])
 step = st.select_slider("Step", steps, value=steps[-1], key=f"adv_step_{run.name}")
 s_step = data.samples(run["path"], [step])

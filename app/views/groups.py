@@ -7,13 +7,7 @@ from app import charts, data, state
 
 roots, table, rows = state.context()
 st.title("Groups")
-run = state.pick_run(rows, "grp_run")
-if run is None:
-    st.stop()
-steps = data.sample_steps(run["path"])
-if not steps:
-    st.warning(f"`{run.name}` has no readable samples yet.")
-    st.stop()
+run, steps = state.pick_run_with_samples(rows, "grp_run")
 train_est = str(run["estimator"])
 c1, c2, c3 = st.columns([2, 2, 3])
 step = c1.select_slider("Step", steps, value=steps[-1], key=f"grp_step_{run.name}")
