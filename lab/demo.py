@@ -17,7 +17,7 @@ from lab.train import train
 DEMO = dict(
     rollouts_per_prompt=4,
     prompts_per_step=32,
-    steps=80,
+    steps=60,
     prompt_reuse=2,
     lr=3e-4,
     eval_every=10,

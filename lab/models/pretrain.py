@@ -69,7 +69,7 @@ class PretrainConfig:
     """Allow replacing the files of a non-empty output_dir (never saved in pretrain_config.json)."""
     seed: int = 0
     """Seed for initialisation, data order and evaluation sampling."""
-    steps: int = 3300
+    steps: int = 6300
     """Optimizer steps (fewer only if stop_at_accuracy > 0 stops the run early)."""
     batch_size: int = 64
     """Sequences per optimizer step."""
@@ -109,7 +109,7 @@ class PretrainConfig:
     label_noise: float = 0.7
     """Share of training answers replaced by a near miss (the answer +-1 or +-10, see near_miss): the model
     learns to say the right answer with moderate probability and plausible wrong ones otherwise."""
-    noise_from_step: int = 3001
+    noise_from_step: int = 6001
     """First step whose batches get label_noise (0 = all steps): a clean phase teaches the arithmetic, a short
     noisy phase after it adds a thin, generic layer of near misses that RL strips quickly."""
     threads: int = 1
