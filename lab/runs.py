@@ -13,7 +13,8 @@ A run directory holds plain files anyone can open without ``lab``::
     checkpoints/latest.json       {"step": ..., "path": ...} of the newest complete checkpoint
 
 Writing: every whole-file write goes to a temp file and is renamed into place; JSONL files
-are append-only. One writer at a time: :class:`RunWriter` holds ``writer.lock`` and, once
+are append-only; the trainer's per-step records go through a writer thread, in order
+(:meth:`RunWriter.start_background`). One writer at a time: :class:`RunWriter` holds ``writer.lock`` and, once
 :meth:`RunWriter.start_heartbeat` is called, refreshes ``status.json``'s ``updated``
 every :data:`HEARTBEAT_S` seconds.
 
@@ -28,6 +29,7 @@ import dataclasses
 import json
 import math
 import os
+import queue
 import shutil
 import socket
 import tempfile
@@ -115,7 +117,10 @@ def _jsonable(x: Any) -> Any:
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync (a crash can tear only this last line)."""
-    line = json.dumps(_jsonable(record), sort_keys=True) + "\n"
+    _append_line(path, json.dumps(_jsonable(record), sort_keys=True) + "\n")
+
+
+def _append_line(path: Path, line: str) -> None:
     with open(path, "a", encoding="utf-8") as f:
         f.write(line)
         f.flush()
@@ -288,6 +293,9 @@ class RunWriter:
         self._lock_fd: int | None = None
         self._beat: threading.Thread | None = None
         self._beat_stop = threading.Event()
+        self._queue: queue.Queue | None = None  # background mode (start_background): pending writes
+        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None  # the writer thread's first failure, raised by flush
 
     @classmethod
     def create(cls, path: Path, config: dict) -> "RunWriter":
@@ -323,8 +331,13 @@ class RunWriter:
         return w
 
     def set_status(self, status: str, *, step: int, error: str | None = None, **extra: Any) -> None:
+        """Rewrite status.json now (after every queued step is on disk, in background mode)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+        self.flush()
+        self._write_status(status, step=step, error=error, **extra)
+
+    def _write_status(self, status: str, *, step: int, error: str | None = None, **extra: Any) -> None:
         with self._lock:
             if not self._status:  # a writer made with RunWriter(path): keep what status.json holds (started, ...)
                 self._status = {k: v for k, v in _raw_status(self.path)[0].items() if k not in ("notes", "problem")}
@@ -370,7 +383,10 @@ class RunWriter:
         self._beat.start()
 
     def close(self) -> None:
-        """Stop the heartbeat and release ``writer.lock`` (safe to call twice)."""
+        """Write what is queued, stop the writer thread and the heartbeat, release ``writer.lock``
+        (safe to call twice). A failure of the writer thread not yet raised is raised here,
+        after the lock is released."""
+        error = self._stop_background()
         self._beat_stop.set()
         if self._beat is not None and self._beat is not threading.current_thread():
             self._beat.join(timeout=5)
@@ -381,6 +397,84 @@ class RunWriter:
             except OSError:
                 pass
             self._lock_fd = None
+        if error is not None:
+            raise error
+
+    # ..... background writing ...........................................................................
+    def start_background(self, max_pending: int = 2) -> None:
+        """From now on, write records from one writer thread, in the order they were logged.
+
+        ``log_step`` / ``log_samples`` / ``log_probes`` / ``log_metrics`` return once their record
+        is queued (the DataFrame and the JSON line are ready: the caller may change its objects);
+        a caller more than ``max_pending`` records ahead waits (bounded memory). Everything else
+        (``set_status``, ``commit_checkpoint``, ``truncate_after``, ``close``) first waits until
+        the queue is on disk (:meth:`flush`), so the files keep their order and meaning: status.json's
+        ``step`` is written by the same thread, after that step's files. A write that fails
+        stops the thread's writing (later records are dropped, so no step lands after a missing
+        one) and is raised by the next ``log_*`` call, :meth:`flush` or :meth:`close`.
+        """
+        if self._worker is not None:
+            return
+        if max_pending < 1:
+            raise ValueError(f"max_pending: must be >= 1, got {max_pending}")
+        self._queue = queue.Queue(maxsize=max_pending)
+        self._worker = threading.Thread(target=self._work, args=(self._queue,), name=f"writer:{self.path.name}", daemon=True)
+        self._worker.start()
+
+    def _work(self, q: "queue.Queue") -> None:
+        while True:
+            job = q.get()
+            try:
+                if job is None:
+                    return
+                if self._error is None:
+                    try:
+                        job()
+                    except Exception as e:  # noqa: BLE001 - handed to the training thread by flush
+                        self._error = e
+            finally:
+                q.task_done()
+
+    def _submit(self, job) -> None:
+        """Run ``job()`` now, or queue it for the writer thread in background mode."""
+        self._raise_error()
+        if self._queue is None:
+            job()
+        else:
+            self._queue.put(job)
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
+
+    def flush(self) -> None:
+        """Wait until every queued record is on disk; raise the writer thread's failure (once).
+
+        A no-op without :meth:`start_background`.
+        """
+        if self._queue is not None and self._worker is not None and self._worker.is_alive():
+            self._queue.join()
+        self._raise_error()
+
+    def drain(self) -> BaseException | None:
+        """Like :meth:`flush` but returns the writer thread's failure instead of raising it."""
+        try:
+            self.flush()
+        except Exception as e:  # noqa: BLE001 - the caller decides
+            return e
+        return None
+
+    def _stop_background(self) -> BaseException | None:
+        if self._worker is None:
+            return None
+        worker, self._worker = self._worker, None
+        if worker is not threading.current_thread() and worker.is_alive():
+            self._queue.put(None)
+            worker.join()
+        self._queue = None
+        e, self._error = self._error, None
+        return e
 
     def __del__(self):  # an abandoned writer still gives its lock back
         try:
@@ -410,13 +504,23 @@ class RunWriter:
         atomic_write_json(f, out)
 
     def log_metrics(self, record: dict) -> None:
-        append_jsonl(self.path / "metrics.jsonl", record)
+        line = json.dumps(_jsonable(record), sort_keys=True) + "\n"  # now: the caller may change the dict
+        self._submit(lambda: _append_line(self.path / "metrics.jsonl", line))
 
     def log_samples(self, step: int, df: pd.DataFrame) -> None:
-        _write_parquet(_step_file(self.path / "samples", step), df)
+        self._submit(lambda: _write_parquet(_step_file(self.path / "samples", step), df))
 
     def log_probes(self, step: int, df: pd.DataFrame) -> None:
-        _write_parquet(_step_file(self.path / "probes", step), df)
+        self._submit(lambda: _write_parquet(_step_file(self.path / "probes", step), df))
+
+    def log_step(self, step: int, metrics: dict, samples: pd.DataFrame, probes: pd.DataFrame | None = None) -> None:
+        """One training step, in this order: its probes (if any), samples, metrics line, then
+        status ``running`` at ``step`` (so status.json never names a step not yet on disk)."""
+        if probes is not None:
+            self.log_probes(step, probes)
+        self.log_samples(step, samples)
+        self.log_metrics(metrics)
+        self._submit(lambda: self._write_status("running", step=step))
 
     def checkpoint_dir(self, step: int) -> Path:
         return self.path / "checkpoints" / f"step_{step:06d}"
@@ -426,6 +530,7 @@ class RunWriter:
 
         Keeps the newest ``keep`` checkpoints (0 keeps all).
         """
+        self.flush()  # a checkpoint of step S means steps <= S are on disk
         final = self.checkpoint_dir(step)
         if final.exists():
             shutil.rmtree(final)
@@ -441,6 +546,7 @@ class RunWriter:
 
         Unreadable metrics lines are dropped too (they cannot be attributed to a step).
         """
+        self.flush()
         mpath = self.path / "metrics.jsonl"
         recs, _ = _scan_jsonl(mpath)
         rows = [r for r in recs if isinstance(r.get("step"), int) and r["step"] <= step]

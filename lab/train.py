@@ -380,6 +380,7 @@ class Trainer:
         self._ckpt_step = self.start_step - 1 if self.start_step > 0 else None  # resumed from this checkpoint
         self.current_step = self.start_step  # the step being worked on (for error messages)
         self.writer.start_heartbeat()
+        self.writer.start_background()  # files written by a writer thread, in order; flushed at checkpoints and every ending
         try:
             for step in bar:
                 if self.stop_event is not None and self.stop_event.is_set():
@@ -399,8 +400,10 @@ class Trainer:
                     )
                 pids = torch.tensor([examples[i].prompt_id for i in out.prompt_index.tolist()], dtype=torch.long)
                 batch = RewardBatch(rewards, pids, step=step)
-                adv = self.estimator(batch)
-                shadow = {n: e(batch) for n, e in self.shadows.items()}
+                with estimators.shared_grouping():  # the step's estimators and metrics group pids once
+                    adv = self.estimator(batch)
+                    shadow = {n: e(batch) for n, e in self.shadows.items()}
+                    zero_std = estimators.zero_std_frac(rewards, estimators.group_by(pids))
                 baselines = {c.estimator: adv.baselines, **{n: a.baselines for n, a in shadow.items()}}
                 probe_df = None
                 if c.probe_every and (step % c.probe_every == 0 or step == c.steps - 1):
@@ -422,7 +425,7 @@ class Trainer:
                     "adv/min": float(adv.advantages.min()),
                     "adv/max": float(adv.advantages.max()),
                     "adv/baseline_mean": float(adv.baselines.mean()),
-                    "batch/zero_std_frac": estimators.zero_std_frac(rewards, estimators.group_by(pids)),
+                    "batch/zero_std_frac": zero_std,
                     "response/length_mean": float(lengths.mean()),
                     "response/truncated_frac": float(np.mean([f == "length" for f in out.finish_reasons])),
                     "perf/tokens_per_s": n_tok / max(t_roll, 1e-9),
@@ -434,9 +437,8 @@ class Trainer:
                 }
                 if probe_df is not None:
                     metrics.update(probes.summarize(probe_df))
-                    self.writer.log_probes(step, probe_df)
-                self.writer.log_samples(step, self._samples_frame(step, examples, out, rewards, pids, adv, shadow))
-                self.writer.log_metrics(metrics)
+                samples = self._samples_frame(step, examples, out, rewards, pids, adv, shadow)
+                self.writer.log_step(step, metrics, samples, probe_df)  # probes, samples, metrics, status 'running'
                 self.last_logged = step
                 if err_msgs and not c.quiet:
                     bar.write(f"step {step}: {n_err} reward error(s), e.g. {err_msgs[0]}")
@@ -445,8 +447,8 @@ class Trainer:
                 if (c.checkpoint_every and (step + 1) % c.checkpoint_every == 0) or last:
                     self.save_checkpoint(step)
                     self._ckpt_step = step
-                self.writer.set_status("running", step=step)
                 if self.callback is not None:
+                    self.writer.flush()  # the callback's contract: this step is on disk
                     self.callback(step, metrics)
             self.writer.set_status("finished", step=c.steps - 1)
         except KeyboardInterrupt:
@@ -482,6 +484,7 @@ class Trainer:
     def _end(self, status: str, error: str) -> None:
         """Record an abnormal ending; ``step`` is read back from disk (the last metrics line), so it
         is the truth even when the interruption came between writing a step and noting it."""
+        self.writer.drain()  # queued steps land first (a writer failure is already the error being recorded)
         step = runs.last_logged_step(self.run_dir)
         step = self.last_logged if step is None else step
         try:
@@ -490,27 +493,33 @@ class Trainer:
             pass
 
     def _samples_frame(self, step, examples, out, rewards, pids, adv, shadow) -> pd.DataFrame:
+        """One row per rollout (docs/run-format.md), built in one go from numpy columns.
+
+        Columns: the step, prompt and completion fields, reward, the main estimator's
+        ``baseline``/``advantage``, then ``baseline__<name>``/``advantage__<name>`` per shadow.
+        """
         g = self.c.rollouts_per_prompt
         idx = out.prompt_index.tolist()
-        df = pd.DataFrame(
-            {
-                "step": step,
-                "prompt_id": pids.numpy(),
-                "rollout": [i % g for i in range(len(idx))],
-                "prompt": [examples[i].prompt for i in idx],
-                "answer": [examples[i].answer for i in idx],
-                "completion": out.texts,
-                "reward": rewards.numpy(),
-                "baseline": adv.baselines.double().cpu().numpy(),
-                "advantage": adv.advantages.double().cpu().numpy(),
-                "length": out.completion_mask.sum(1).cpu().numpy(),
-                "finish_reason": out.finish_reasons,
-            }
-        )
-        for n, a in shadow.items():
-            df[f"baseline__{n}"] = a.baselines.double().cpu().numpy()
-            df[f"advantage__{n}"] = a.advantages.double().cpu().numpy()
-        return df
+        n = len(idx)
+        ests = [adv, *shadow.values()]
+        both = torch.stack([t.detach().double().cpu() for a in ests for t in (a.baselines, a.advantages)]).numpy()  # (2E, N)
+        cols = {
+            "step": np.full(n, step, dtype=np.int64),
+            "prompt_id": pids.numpy().copy(),  # copies: the writer thread may write the frame later
+            "rollout": np.arange(n, dtype=np.int64) % g,
+            "prompt": [examples[i].prompt for i in idx],
+            "answer": [examples[i].answer for i in idx],
+            "completion": out.texts,
+            "reward": rewards.numpy().copy(),
+            "baseline": both[0],
+            "advantage": both[1],
+            "length": out.completion_mask.sum(1).cpu().numpy(),
+            "finish_reason": out.finish_reasons,
+        }
+        for k, name in enumerate(shadow, start=1):
+            cols[f"baseline__{name}"] = both[2 * k]
+            cols[f"advantage__{name}"] = both[2 * k + 1]
+        return pd.DataFrame(cols)
 
 
 def _take(it, n):

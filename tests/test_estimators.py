@@ -1185,3 +1185,80 @@ def test_registering_a_duplicate_name_fails_and_keeps_the_original():
     with pytest.raises(ValueError, match=r"estimator 'grpo' is already registered"):
         estimators.register("grpo")(lambda rewards, prompt_ids: None)
     assert estimators.ESTIMATORS.get("grpo") is original
+
+
+# --- step speed: batched and memoised paths give the numbers of the plain ones -------------------------
+def test_basis_soft_values_for_the_whole_grid_equal_one_soft_value_per_beta():
+    from lab.estimators.basis import soft_values
+
+    g = torch.Generator().manual_seed(3)
+    samples = (torch.rand(40, 9, generator=g) < 0.4).double()
+    valid = torch.rand(40, 9, generator=g) < 0.6
+    valid[:, 0] = True
+    grid = soft_values(samples, valid, DEFAULT_BETAS)
+    assert torch.equal(grid, torch.stack([soft_value(samples, valid, b) for b in DEFAULT_BETAS]))
+
+
+def test_basis_sample_bank_keeps_the_newest_samples_per_prompt_across_growth_and_resume():
+    """The bank (grown by doubling, rows in arrival order) against a dict of per-prompt lists."""
+    m = 3
+    est, ref = BASIS(max_samples=m, online_prior="always"), defaultdict(list)
+    g = torch.Generator().manual_seed(5)
+    est.set_reference(torch.tensor([9, 9, 4]), torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64))
+    for pid, r in ((9, 1.0), (9, 0.0), (4, 1.0)):
+        ref[pid].append(r)
+    outs = []
+    for step in range(90):  # ~8 new prompts a step: the store grows past 64, 128, 256, 512 rows
+        ids = torch.randint(0, 5 + 8 * step, (12,), generator=g) * 7919 % 100003
+        r = (torch.rand(12, generator=g) < 0.5).double()
+        if step == 45:  # resume: a fresh estimator from the state dict continues identically
+            fresh = BASIS(max_samples=m, online_prior="always")
+            fresh.load_state_dict(est.state_dict())
+            est = fresh
+        outs.append(est(RewardBatch(r, ids, step=step)).baselines)
+        for pid, x in zip(ids.tolist(), r.tolist()):
+            ref[pid].append(x)
+    state = est.state_dict()
+    assert state["ids"].tolist() == sorted(ref)
+    for row, pid in enumerate(state["ids"].tolist()):
+        kept = sorted(v for v in state["bank"][row].tolist() if not math.isnan(v))
+        assert kept == sorted(ref[pid][-m:]), pid  # the newest m samples, wherever the ring put them
+        assert int(state["seen"][row]) == len(ref[pid])
+    assert state["ref"].tolist() == [pid in (4, 9) for pid in state["ids"].tolist()]
+    # the priors the estimator uses are those of the reference lists
+    probe = torch.tensor(sorted(ref)[:20])
+    mu = est.priors(probe)
+    for j, pid in enumerate(probe.tolist()):
+        vals = torch.tensor(ref[pid][-m:], dtype=torch.float64)[None]
+        expect = torch.stack([soft_value(vals, torch.ones_like(vals, dtype=torch.bool), b) for b in DEFAULT_BETAS])[:, 0]
+        assert torch.allclose(mu[:, j], expect, rtol=0, atol=1e-12)
+
+
+def test_group_by_memo_returns_the_same_groups_and_recomputes_after_an_in_place_change():
+    from lab.estimators.base import _group_by
+
+    ids = torch.tensor([11, 4, 11, 2**40, 4])
+    with estimators.shared_grouping():
+        a = estimators.group_by(ids)
+        assert estimators.group_by(ids) is a  # the step's estimators share one grouping
+        ids[3] = 4  # in place: the memo must not serve the old grouping
+        b = estimators.group_by(ids)
+        fresh = _group_by(ids)
+        assert b is not a and b.ids.tolist() == fresh.ids.tolist() == [4, 11] and b.counts.tolist() == [3, 2]
+        assert b.index.tolist() == fresh.index.tolist()
+        assert estimators.group_by(ids.clone()).ids.tolist() == [4, 11]  # another tensor, same values: same answer
+    assert estimators.group_by(ids) is not estimators.group_by(ids)  # outside the block nothing is remembered
+
+
+def test_estimators_inside_shared_grouping_give_the_same_numbers_as_outside():
+    g = torch.Generator().manual_seed(11)
+    ids = torch.randint(0, 2**40, (6,), generator=g).repeat_interleave(3)
+    batches = [RewardBatch((torch.rand(18, generator=g) < 0.5).double(), ids, step=s) for s in range(3)]
+    plain = {n: get(n) for n in ALL}
+    shared = {n: get(n) for n in ALL}
+    for b in batches:
+        want = {n: e(b) for n, e in plain.items()}
+        with estimators.shared_grouping():
+            got = {n: e(b) for n, e in shared.items()}
+        for n in ALL:
+            assert torch.equal(want[n].advantages, got[n].advantages) and torch.equal(want[n].baselines, got[n].baselines), n

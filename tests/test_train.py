@@ -225,3 +225,109 @@ def test_trainer_syncs_rollout_weights_after_every_update(tmp_path, monkeypatch)
     monkeypatch.setattr(HFBackend, "sync_weights", lambda self, model: (calls.append(model), orig(self, model)))
     train(_cfg(tmp_path, steps=3, run_name="sync"))
     assert len(calls) == 3
+
+
+# --- step speed: the samples frame in one go, the background writer ------------------------------
+def _frame_column_by_column(g, step, examples, out, rewards, pids, adv, shadow):
+    """The samples frame as the trainer built it before (a DataFrame, then one column per shadow)."""
+    idx = out.prompt_index.tolist()
+    df = pd.DataFrame({
+        "step": step, "prompt_id": pids.numpy(), "rollout": [i % g for i in range(len(idx))],
+        "prompt": [examples[i].prompt for i in idx], "answer": [examples[i].answer for i in idx],
+        "completion": out.texts, "reward": rewards.numpy(), "baseline": adv.baselines.double().cpu().numpy(),
+        "advantage": adv.advantages.double().cpu().numpy(), "length": out.completion_mask.sum(1).cpu().numpy(),
+        "finish_reason": out.finish_reasons,
+    })
+    for n, a in shadow.items():
+        df[f"baseline__{n}"] = a.baselines.double().cpu().numpy()
+        df[f"advantage__{n}"] = a.advantages.double().cpu().numpy()
+    return df
+
+
+def test_samples_frame_built_in_one_go_equals_the_column_by_column_frame():
+    from types import SimpleNamespace
+
+    g, prompts = 3, 4
+    gen = torch.Generator().manual_seed(0)
+    examples = [SimpleNamespace(prompt=f"{i}+1=", answer=str(i + 1)) for i in range(prompts)]
+    index = torch.arange(prompts).repeat_interleave(g)
+    n = len(index)
+    mask = torch.rand(n, 5, generator=gen) < 0.7
+    out = SimpleNamespace(prompt_index=index, texts=[f"c{i}" for i in range(n)], completion_mask=mask,
+                          finish_reasons=["stop" if i % 2 else "length" for i in range(n)])
+    rewards = (torch.rand(n, generator=gen) < 0.5).double()
+    pids = torch.tensor([1000 + 7 * int(i) for i in index])
+    batch = estimators.RewardBatch(rewards, pids, step=5)
+    adv = estimators.get("grpo")(batch)
+    shadow = {name: estimators.get(name)(batch) for name in ("rloo", "kae", "basis")}
+    trainer = SimpleNamespace(c=SimpleNamespace(rollouts_per_prompt=g))
+    new = Trainer._samples_frame(trainer, 5, examples, out, rewards, pids, adv, shadow)
+    old = _frame_column_by_column(g, 5, examples, out, rewards, pids, adv, shadow)
+    pd.testing.assert_frame_equal(new, old, check_exact=True)
+    assert list(new.columns)[-2:] == ["baseline__basis", "advantage__basis"]
+
+
+def test_background_writer_keeps_the_order_and_flush_puts_everything_on_disk(tmp_path, monkeypatch):
+    slow = runs._write_parquet
+
+    def slow_parquet(path, df):  # a slow disk: the training thread gets ahead of the writer
+        time.sleep(0.05)
+        slow(path, df)
+
+    monkeypatch.setattr(runs, "_write_parquet", slow_parquet)
+    w = runs.RunWriter.create(tmp_path / "r", {"steps": 6})
+    w.start_background(max_pending=2)
+    for s in range(6):
+        w.log_step(s, {"step": s, "x": float(s)}, pd.DataFrame({"step": [s, s], "reward": [1.0, 0.0]}))
+    assert runs.last_logged_step(tmp_path / "r") < 5  # queued, not yet all written
+    w.set_status("finished", step=5)  # waits for the queue first
+    assert runs.last_logged_step(tmp_path / "r") == 5
+    w.close()
+    run = runs.load_run(tmp_path / "r")
+    assert run.metrics["step"].tolist() == list(range(6)) and sorted(run.samples["step"].unique()) == list(range(6))
+    assert run.status["status"] == "finished" and run.status["step"] == 5
+
+
+def test_a_failing_write_in_the_writer_thread_fails_the_run_with_every_earlier_step_on_disk(tmp_path, monkeypatch):
+    real = runs._write_parquet
+
+    def full_disk_at_step_3(path, df):
+        if path.name == "step_000003.parquet":
+            raise OSError(28, "No space left on device")
+        real(path, df)
+
+    monkeypatch.setattr(runs, "_write_parquet", full_disk_at_step_3)
+    with pytest.raises(OSError, match="No space left"):
+        train(_cfg(tmp_path, run_name="full", steps=6, shadow_estimators=("rloo",)))
+    run = runs.load_run(tmp_path / "full")
+    assert run.status["status"] == "failed" and "No space left" in run.status["error"]
+    # nothing after the failed write landed: steps 0-2 complete, status names step 2
+    assert run.metrics["step"].tolist() == [0, 1, 2] and run.status["step"] == 2
+    assert sorted(run.samples["step"].unique()) == [0, 1, 2]
+
+
+def test_a_run_failing_mid_step_has_every_logged_steps_samples_on_disk_and_resumes(tmp_path, monkeypatch):
+    from lab import train as train_mod
+
+    real = train_mod.Trainer.update
+
+    def crash_at_step_3(self, out, advantages):
+        if self.current_step == 3:
+            raise RuntimeError("boom")
+        return real(self, out, advantages)
+
+    cfg = _cfg(tmp_path, run_name="crash", steps=5, checkpoint_every=2, shadow_estimators=("rloo", "basis"))
+    monkeypatch.setattr(train_mod.Trainer, "update", crash_at_step_3)
+    with pytest.raises(RuntimeError, match="boom"):
+        train(cfg)
+    monkeypatch.setattr(train_mod.Trainer, "update", real)
+    run = runs.load_run(tmp_path / "crash")
+    assert run.status["status"] == "failed" and run.status["step"] == 2
+    assert run.metrics["step"].tolist() == [0, 1, 2]
+    assert run.samples.groupby("step").size().to_dict() == {s: 8 for s in (0, 1, 2)}
+    assert {"baseline__rloo", "advantage__basis"} <= set(run.samples.columns)
+    resumed = runs.load_run(train(resume=tmp_path / "crash"))  # from the step-1 checkpoint
+    straight = runs.load_run(train(cfg.replace(run_name="straight")))
+    assert resumed.status["status"] == "finished"
+    pd.testing.assert_frame_equal(_comparable(resumed.metrics), _comparable(straight.metrics))
+    pd.testing.assert_frame_equal(resumed.samples.reset_index(drop=True), straight.samples.reset_index(drop=True))

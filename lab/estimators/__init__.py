@@ -16,6 +16,7 @@ from lab.estimators.base import (
     get,
     group_by,
     register,
+    shared_grouping,
     validate_batch,
     zero_std_frac,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "get",
     "group_by",
     "register",
+    "shared_grouping",
     "validate_batch",
     "zero_std_frac",
 ]

@@ -13,6 +13,9 @@ advantage is what the policy gradient multiplies.
 from __future__ import annotations
 
 import inspect
+import threading
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -163,10 +166,70 @@ def group_by(prompt_ids: torch.Tensor) -> Groups:
     counting, O(N + max id) with no sort; other ids (hashes) go through ``torch.unique``. The
     two paths give identical results; a test pins that.
 
+    Inside :func:`shared_grouping` (the trainer wraps one step's estimators in it) the last
+    result is remembered for the same tensor object, unchanged since (its in-place version
+    counter is checked), so the main estimator, the shadows and the step's metrics, which all
+    group the same ``prompt_ids``, share one computation. Outside it nothing is remembered.
+
     >>> g = group_by(torch.tensor([5, 2, 5, 9]))
     >>> g.index.tolist(), g.ids.tolist(), g.counts.tolist()
     ([1, 0, 1, 2], [2, 5, 9], [1, 2, 1])
     """
+    hit = _LAST_GROUPS.get(prompt_ids)
+    if hit is not None:
+        return hit
+    out = _group_by(prompt_ids)
+    _LAST_GROUPS.put(prompt_ids, out)
+    return out
+
+
+class _LastGroups(threading.local):
+    """A one-entry memo of ``group_by`` per thread: (weak reference to the tensor, its version,
+    result), used only while :func:`shared_grouping` is active in that thread."""
+
+    def __init__(self):
+        self.depth = 0
+        self.entry: tuple | None = None
+
+    def get(self, t: torch.Tensor) -> "Groups | None":
+        entry = self.entry if self.depth else None
+        if entry is not None and entry[0]() is t and t._version == entry[1]:
+            return entry[2]
+        return None
+
+    def put(self, t: torch.Tensor, groups: "Groups") -> None:
+        if not self.depth:
+            return
+        try:
+            self.entry = (weakref.ref(t), t._version, groups)
+        except TypeError:  # a tensor subclass without weak references: no memo
+            self.entry = None
+
+
+_LAST_GROUPS = _LastGroups()
+
+
+@contextmanager
+def shared_grouping():
+    """Within this block, :func:`group_by` of the same unchanged ids tensor is computed once.
+
+    >>> ids = torch.tensor([3, 1, 3])
+    >>> with shared_grouping():
+    ...     group_by(ids) is group_by(ids)
+    True
+    >>> group_by(ids) is group_by(ids)  # outside: computed every time
+    False
+    """
+    _LAST_GROUPS.depth += 1
+    try:
+        yield
+    finally:
+        _LAST_GROUPS.depth -= 1
+        if not _LAST_GROUPS.depth:
+            _LAST_GROUPS.entry = None
+
+
+def _group_by(prompt_ids: torch.Tensor) -> Groups:
     ids = prompt_ids if prompt_ids.dtype == torch.long else prompt_ids.long()
     n = ids.shape[0]
     if n and int(ids.min()) >= 0:

@@ -79,6 +79,22 @@ def soft_value(samples: torch.Tensor, valid: torch.Tensor, beta: float) -> torch
     return beta * (torch.logsumexp(x, dim=1) - torch.log(n))
 
 
+def soft_values(samples: torch.Tensor, valid: torch.Tensor, betas: Sequence[float]) -> torch.Tensor:
+    """:func:`soft_value` for every β of a grid at once: (B, P) for B = len(betas).
+
+    Shapes: samples (P, m), valid (P, m) bool -> (B, P); the same numbers as B calls of
+    :func:`soft_value` (one batched pass instead of a loop; a test pins the equality).
+
+    >>> s = torch.tensor([[0.0, 1.0]], dtype=torch.float64); v = torch.ones(1, 2, dtype=torch.bool)
+    >>> [round(x, 3) for x in soft_values(s, v, (1000.0, 0.01))[:, 0].tolist()]
+    [0.5, 0.993]
+    """
+    b = torch.tensor(betas, dtype=samples.dtype)[:, None, None]  # (B, 1, 1)
+    x = torch.where(valid[None], samples[None] / b, torch.full_like(samples, -math.inf)[None])  # (B, P, m)
+    n = valid.sum(1).to(samples.dtype)  # (P,)
+    return b[:, :, 0] * (torch.logsumexp(x, dim=2) - torch.log(n)[None])  # (B, P)
+
+
 def _fold(ids: torch.Tensor) -> torch.Tensor:
     """Deterministic 0/1 fold of each prompt id (a multiplicative hash, so id parity doesn't decide)."""
     return ((ids * 0x9E3779B1 + 0x7F4A7C15) >> 16) & 1
@@ -171,12 +187,20 @@ class BASIS(Estimator):
     # --- memory: per-prompt sample bank -------------------------------------------------------
     def reset(self) -> None:
         self._ids = torch.zeros(0, dtype=torch.long)  # (P,) sorted prompt ids
-        self._bank = torch.zeros(0, self.max_samples, dtype=torch.float64)  # (P, m) samples (NaN = empty)
         self._seen = torch.zeros(0, dtype=torch.long)  # (P,) samples ever added (ring pointer)
         self._ref = torch.zeros(0, dtype=torch.bool)  # (P,) whether the prompt has reference samples
+        # the samples themselves: rows in the order prompts arrived, grown by doubling, so a new
+        # prompt costs O(1) amortised instead of a copy of the whole bank
+        self._store = torch.full((0, self.max_samples), math.nan, dtype=torch.float64)  # (capacity, m), NaN = empty
+        self._row = torch.zeros(0, dtype=torch.long)  # (P,) row of _store of each sorted prompt
+
+    @property
+    def _bank(self) -> torch.Tensor:
+        """(P, m) samples of each prompt in ``_ids`` order (NaN = empty)."""
+        return self._store[self._row]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ids": self._ids.clone(), "bank": self._bank.clone(), "seen": self._seen.clone(), "ref": self._ref.clone()}
+        return {"ids": self._ids.clone(), "bank": self._bank, "seen": self._seen.clone(), "ref": self._ref.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         missing = {"ids", "bank", "seen"} - set(state)
@@ -186,27 +210,48 @@ class BASIS(Estimator):
             raise ValueError(
                 f"basis state has {state['bank'].shape[1]} samples per prompt but max_samples={self.max_samples}"
             )
-        self._ids, self._bank, self._seen = state["ids"].clone().long(), state["bank"].clone().double(), state["seen"].clone().long()
+        self._ids, self._seen = state["ids"].clone().long(), state["seen"].clone().long()
+        self._store = state["bank"].clone().double()
+        self._row = torch.arange(self._ids.shape[0])
         # states saved before "ref" existed come from runs without reference samples
         self._ref = state["ref"].clone().bool() if "ref" in state else torch.zeros_like(self._ids, dtype=torch.bool)
 
     def _add_samples(self, prompt_ids: torch.Tensor, rewards: torch.Tensor) -> None:
         pid, rew = prompt_ids.cpu().long(), rewards.detach().cpu().double()
-        new = torch.unique(pid)
-        new = new[~torch.isin(new, self._ids)]
-        if new.numel():
-            ids = torch.cat([self._ids, new])
-            order = torch.argsort(ids)
-            bank = torch.cat([self._bank, torch.full((new.numel(), self.max_samples), math.nan, dtype=torch.float64)])
-            seen = torch.cat([self._seen, torch.zeros(new.numel(), dtype=torch.long)])
-            ref = torch.cat([self._ref, torch.zeros(new.numel(), dtype=torch.bool)])
-            self._ids, self._bank, self._seen, self._ref = ids[order], bank[order], seen[order], ref[order]
         g = group_by(pid)
+        if self._ids.numel():  # _ids is sorted: a binary search says which ids are new
+            at = torch.searchsorted(self._ids, g.ids).clamp(max=self._ids.numel() - 1)
+            new = g.ids[self._ids[at] != g.ids]  # (k,) sorted, not yet in the bank
+        else:
+            new = g.ids
+        if new.numel():
+            used = self._ids.shape[0]
+            if used + new.numel() > self._store.shape[0]:  # grow by doubling (amortised O(1) per prompt)
+                cap = max(2 * self._store.shape[0], used + new.numel(), 64)
+                grown = torch.full((cap, self.max_samples), math.nan, dtype=torch.float64)
+                grown[: self._store.shape[0]] = self._store
+                self._store = grown
+            # merge the sorted new ids into the sorted bank ids (no sort): their final places, then the rest
+            k = new.numel()
+            at_new = torch.searchsorted(self._ids, new) + torch.arange(k)  # (k,)
+            is_old = torch.ones(used + k, dtype=torch.bool)
+            is_old[at_new] = False
+            at_old = is_old.nonzero().squeeze(1)  # (P,)
+
+            def merged(old: torch.Tensor, added: torch.Tensor) -> torch.Tensor:
+                out = torch.empty(used + k, dtype=old.dtype)
+                out[at_old], out[at_new] = old, added
+                return out
+
+            self._ids = merged(self._ids, new)
+            self._row = merged(self._row, torch.arange(used, used + k))
+            self._seen = merged(self._seen, torch.zeros(k, dtype=torch.long))
+            self._ref = merged(self._ref, torch.zeros(k, dtype=torch.bool))
         pos = positions_in_group(g)  # (N,)
         keep = pos >= g.counts[g.index] - self.max_samples  # only the newest m of a large group
         row = torch.searchsorted(self._ids, pid)  # (N,)
         slot = (self._seen[row] + pos) % self.max_samples
-        self._bank[row[keep], slot[keep]] = rew[keep]
+        self._store[self._row[row[keep]], slot[keep]] = rew[keep]
         self._seen.index_add_(0, torch.searchsorted(self._ids, g.ids), g.counts)
 
     def set_reference(self, prompt_ids: torch.Tensor, rewards: torch.Tensor) -> None:
@@ -240,20 +285,20 @@ class BASIS(Estimator):
             return out[:, g.index]
         row = torch.searchsorted(self._ids, pid).clamp(max=self._ids.numel() - 1)
         found = self._ids[row] == pid
-        samples = self._bank[row]  # (P, m)
+        samples = self._store[self._row[row]]  # (P, m)
         valid = ~torch.isnan(samples) & found[:, None]
         has = valid.any(1)
         samples = torch.nan_to_num(samples[has], nan=0.0)
         valid = valid[has]
-        for k, beta in enumerate(self.betas):
-            out[k, has] = soft_value(samples, valid, beta)
+        out[:, has] = soft_values(samples, valid, self.betas)  # (B, P') every β in one pass
         return out[:, g.index]
 
     def _baselines(self, r: torch.Tensor, mu: torch.Tensor, active: torch.Tensor, pool: torch.Tensor):
         """Leave-one-out BLUE baselines for every β at once.
 
         r (N,), mu/active (B, N), pool (N,) bool: which rollouts contribute to the sums.
-        Returns b (B, N); rows with nothing else to pool fall back to μ.
+        Returns b (B, N); rows with nothing else to pool fall back to μ. Several pools at once:
+        pool (F, 1, N) gives b (F, B, N), the same numbers as F calls.
         """
         mu_c = mu.clamp(1e-12, 1 - 1e-12)
         if self.drift == "additive":
@@ -262,10 +307,10 @@ class BASIS(Estimator):
         else:
             w = mu_c / (1 - mu_c)
             e = r[None, :] / mu_c
-        use = active & pool[None, :]
-        w = torch.where(use, w, torch.zeros_like(w))  # (B, N)
-        t_all = (w * e).sum(1, keepdim=True)  # (B, 1)
-        w_all = w.sum(1, keepdim=True)
+        use = active & (pool[None, :] if pool.dim() == 1 else pool)  # (B, N) or (F, B, N)
+        w = torch.where(use, w, torch.zeros_like(w))  # (B, N) or (F, B, N)
+        t_all = (w * e).sum(-1, keepdim=True)  # (B, 1) or (F, B, 1)
+        w_all = w.sum(-1, keepdim=True)
         t_loo, w_loo = t_all - w * e, w_all - w  # (B, N): own term removed
         has = w_loo > 1e-12 * w_all.clamp(min=1e-300)
         kappa = torch.where(has, t_loo / w_loo.clamp(min=1e-300), torch.zeros_like(t_loo))
@@ -275,7 +320,7 @@ class BASIS(Estimator):
             b = torch.where(has, mu * kappa, mu)
         return b.clamp(0.0, 1.0) if self.clip_baseline else b
 
-    def _select_beta(self, r, mu, active, pool) -> int:
+    def _select_beta(self, r, mu, active, pool, b: torch.Tensor | None = None) -> int:
         """Index of the β whose baselines best fit the pooled rewards (first on ties).
 
         The squared error runs over *every* pooled rollout, each with the baseline it would
@@ -284,8 +329,9 @@ class BASIS(Estimator):
         and it did: the smallest β, which pushes confident prompts' μ past 1 − ε, won.
         Losses within 1e-9 (relative) of the minimum count as ties, so rounding that depends
         on the order of the batch cannot change the pick (permutation equivariance).
+        ``b``: the baselines ``_baselines(r, mu, active, pool)`` when the caller has them.
         """
-        b = self._baselines(r, mu, active, pool)
+        b = self._baselines(r, mu, active, pool) if b is None else b
         use = active & pool[None, :]
         if not bool(use.any()):
             return -1
@@ -300,18 +346,20 @@ class BASIS(Estimator):
         mu = self.priors(batch.prompt_ids)  # (B, N)
         active = (mu > self.eps) & (mu < 1 - self.eps)  # (B, N)
         everyone = torch.ones_like(r, dtype=torch.bool)
-        b_all = self._baselines(r, mu, active, everyone)  # (B, N)
         default_k = min(range(len(self.betas)), key=lambda k: abs(math.log(self.betas[k])))  # β closest to 1
         if self.beta_selection == "batch":
-            k = self._select_beta(r, mu, active, everyone)
+            b_all = self._baselines(r, mu, active, everyone)  # (B, N)
+            k = self._select_beta(r, mu, active, everyone, b_all)
             pick = torch.full_like(r, k if k >= 0 else default_k, dtype=torch.long)
             info_beta = {"beta": self.betas[int(pick[0])]}
         else:
             fold = _fold(batch.prompt_ids.cpu().long())  # (N,)
+            pools = torch.stack([everyone, fold != 0, fold != 1])  # (3, N): the batch, then each fold's other fold
+            b_all, *b_fold = self._baselines(r, mu, active, pools[:, None, :])  # (B, N) each, in one pass
             pick = torch.empty_like(fold)
             info_beta = {}
             for f in (0, 1):
-                k = self._select_beta(r, mu, active, fold != f)  # chosen on the *other* fold
+                k = self._select_beta(r, mu, active, pools[f + 1], b_fold[f])  # chosen on the *other* fold
                 k = k if k >= 0 else default_k
                 pick[fold == f] = k
                 info_beta[f"beta_fold{f}"] = self.betas[k]

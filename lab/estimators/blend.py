@@ -137,22 +137,22 @@ class Blend(Estimator):
         h_mean = torch.where(has_h, h_s / h_n.clamp(min=1e-300), torch.zeros_like(h_s))
         age = torch.where(has_h, batch.step - h_t / h_n.clamp(min=1e-300), torch.zeros_like(h_s))
 
-        def loo(per_group: torch.Tensor) -> torch.Tensor:  # Σ over the *other* prompts, (num,)
-            return per_group.sum() - per_group
+        def loo(*per_group: torch.Tensor) -> list[torch.Tensor]:  # Σ over the *other* prompts, each (num,)
+            m = torch.stack(per_group)  # (K, num): one pass for K quantities
+            return list(m.sum(1, keepdim=True) - m)
 
         # s²: pooled within-group variance of the other prompts (batch m(1-m) if none has 2 rollouts)
         ss = g.sum((r - mean[g.index]) ** 2)
-        df_o, ss_o = loo(k - 1), loo(ss)
-        c_o, k_o = loo(c), loo(k)
+        # the current means, the histories' means, and how many of each the other prompts have
+        inv_hn = torch.where(has_h, 1 / h_n.clamp(min=1e-300), torch.zeros_like(h_n))
+        df_o, ss_o, c_o, k_o, n_p, m1, m2, hn_o, h1, h2, q_o = loo(
+            k - 1, ss, c, k, torch.ones_like(k), mean, mean * mean, has_h.double(), h_mean, h_mean * h_mean, inv_hn)
         m_o = torch.where(k_o > 0, c_o / k_o.clamp(min=1), torch.full_like(c_o, 0.5))
         s2 = torch.where(df_o > 0, ss_o / df_o.clamp(min=1), m_o * (1 - m_o)).clamp(min=self.min_var)
         # spread of the other prompts' current means (σ²_between plus sampling noise)
-        n_p = loo(torch.ones_like(k))
-        m1, m2 = loo(mean), loo(mean * mean)
         spread = torch.where(n_p > 1, (m2 - m1 * m1 / n_p.clamp(min=1)) / (n_p - 1).clamp(min=1), torch.zeros_like(m1))
         # no group of two (G = 1): s² and σ²_between are not separable from the current means alone;
         # the other prompts' histories separate them: spread_h ≈ σ² + s² q (q = mean 1/n), spread ≈ σ² + s²
-        hn_o, h1, h2, q_o = loo(has_h.double()), loo(h_mean), loo(h_mean * h_mean), loo(torch.where(has_h, 1 / h_n.clamp(min=1e-300), torch.zeros_like(h_n)))
         spread_h = torch.where(hn_o > 1, (h2 - h1 * h1 / hn_o.clamp(min=1)) / (hn_o - 1).clamp(min=1), torch.zeros_like(h1))
         q = q_o / hn_o.clamp(min=1)
         split = (df_o == 0) & (hn_o > 1) & (q < 1) & (n_p > 1)
@@ -162,16 +162,16 @@ class Blend(Estimator):
         # drift κ and staleness τ² from the other prompts with a history and a group now
         both = has_h & (age > 0)
         d, a = torch.where(both, mean - h_mean, torch.zeros_like(mean)), torch.where(both, age, torch.zeros_like(age))
-        sda, saa = loo(d * a), loo(a * a)
+        noise = torch.where(both, 1 / k + 1 / h_n.clamp(min=1e-300), torch.zeros_like(k))
+        sda, saa, sdd, sa, snoise, saan, saaa, sinvk = loo(d * a, a * a, d * d, a, noise, a * a * noise, a**3, 1 / k)
         kappa = torch.where(saa > 0, sda / saa.clamp(min=1e-300), torch.zeros_like(sda))
         # Σ_j (d_j − κ a_j)² = Σd² − 2κ Σda + κ² Σa²; sampling noise Σ (1/k_j + 1/n_j), times s²
-        noise = torch.where(both, 1 / k + 1 / h_n.clamp(min=1e-300), torch.zeros_like(k))
-        resid = loo(d * d) - 2 * kappa * sda + kappa**2 * saa
-        tau2 = torch.where(loo(a) > 0, (resid - s2 * loo(noise)).clamp(min=0) / loo(a).clamp(min=1e-300), torch.zeros_like(resid))
+        resid = sdd - 2 * kappa * sda + kappa**2 * saa
+        tau2 = torch.where(sa > 0, (resid - s2 * snoise).clamp(min=0) / sa.clamp(min=1e-300), torch.zeros_like(resid))
         # var(κ) of the weighted fit: Σ a² var_j / (Σ a²)² with var_j = s² noise_j + τ² a_j
-        var_kappa = torch.where(saa > 0, (s2 * loo(a * a * noise) + tau2 * loo(a**3)) / saa.clamp(min=1e-300) ** 2, torch.zeros_like(saa))
+        var_kappa = torch.where(saa > 0, (s2 * saan + tau2 * saaa) / saa.clamp(min=1e-300) ** 2, torch.zeros_like(saa))
         # σ²_between: the spread of the other prompts' values, beyond their sampling noise
-        between = (spread - s2 * loo(1 / k) / n_p.clamp(min=1)).clamp(min=0)
+        between = (spread - s2 * sinvk / n_p.clamp(min=1)).clamp(min=0)
 
         # the three sources, per rollout
         gi = g.index
