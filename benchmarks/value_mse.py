@@ -3,6 +3,8 @@
     .venv/bin/python benchmarks/value_mse.py            # writes data/results/value_mse.csv (resumes)
     .venv/bin/python benchmarks/value_mse.py --seeds 2 --steps 20 --out /tmp/v.csv
     .venv/bin/python benchmarks/value_mse.py --fresh    # start over (do this after changing estimator code)
+    .venv/bin/python benchmarks/value_mse.py --calibrated   # the bandit fitted to the real runs' drift
+    .venv/bin/python benchmarks/value_mse.py --write-docs   # regenerate its block in docs/estimators.md
 
 Every estimator runs on the same drifting Bernoulli bandit (``lab.synthetic``): 64 prompts,
 16 per step, G rollouts each, interleaved; logits trend upward and wander, so history helps
@@ -21,6 +23,16 @@ prompt at step 0 for estimators with an offline stage (``wants_reference``; defa
 ``posterior`` is the floor (``lab.synthetic.PosteriorBaseline``): the exact posterior mean
 of V given everything a baseline may see without its own reward. No baseline can do better
 in expectation; every row's ratio to it says how much room is left.
+
+**The world.** ``--trend`` and ``--drift`` set the bandit's logit trend and random-walk step
+(``DriftingBandit``'s parameters; defaults 0.03 and 0.05, the committed ``value_mse.csv``).
+``--calibrated`` takes both (and the spread) from the fit of the bandit to the real runs' value
+drift, the ``bandit_matched`` rows of ``data/results/value_mse_real_drift.csv``
+(``benchmarks/value_mse_real.py``), and writes ``data/results/value_mse_calibrated.csv``: the
+same rows, grid and seeds as the default file (about 4 minutes on one idle core; ``--group-sizes``
+and ``--reuses`` trim it). The floor uses the same world. A
+file's world is in its sidecar (``world``, and in ``settings`` when it is not the default), so
+resuming a file with another world is refused like any other change of settings.
 
 Output: ``data/results/value_mse.csv`` (one row per estimator × G × J × seed, written as each
 finishes, so an interrupted run resumes where it stopped) and ``value_mse.provenance.json``
@@ -51,6 +63,9 @@ from lab.synthetic import DriftingBandit, PosteriorBaseline, posterior_mse_run, 
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "value_mse.csv"
+CALIBRATED_OUT = ROOT / "data" / "results" / "value_mse_calibrated.csv"
+DRIFT_RESULTS = "value_mse_real_drift"
+"""The results file (``lab.results``) whose ``bandit_matched`` rows hold the fitted (trend, drift)."""
 GROUP_SIZES = (1, 2, 4, 8, 16)
 REUSES = (1, 2, 4, 8, 10)
 FIELDS = ["estimator", "group_size", "reuse", "seed", "value_mse"]
@@ -78,6 +93,93 @@ SEEDS = 8
 
 CLAIM_J = 10
 """The reuse at which KAE's claim is checked (the paper's J for GSM8K/MATH)."""
+
+
+# --- the world ----------------------------------------------------------------------------------
+def default_world() -> dict[str, float]:
+    """The bandit's own defaults: {"spread", "trend", "drift"} of ``DriftingBandit``.
+
+    >>> default_world()
+    {'spread': 1.5, 'trend': 0.03, 'drift': 0.05}
+    """
+    sig = inspect.signature(DriftingBandit.__init__).parameters
+    return {k: float(sig[k].default) for k in ("spread", "trend", "drift")}
+
+
+def calibrated_world(root: Path | None = None) -> dict[str, float]:
+    """The (spread, trend, drift) fitted to the real runs' value drift (``value_mse_real_drift.csv``, source
+    ``bandit_matched``); a clear error when that file or those rows are missing."""
+    from lab import results
+
+    try:
+        df = results.read(DRIFT_RESULTS, root)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"--calibrated: {e}; make it with `.venv/bin/python benchmarks/value_mse_real.py` "
+                                "(it fits the bandit to the real drift), or pass --trend and --drift yourself") from None
+    m = df[df["source"].astype(str) == "bandit_matched"] if "source" in df.columns else df.iloc[0:0]
+    if m.empty:
+        raise ValueError(f"--calibrated: data/results/{DRIFT_RESULTS}.csv has no source=bandit_matched rows (it was made "
+                         "with --no-match); rerun benchmarks/value_mse_real.py without --no-match, or pass --trend/--drift")
+    r = m.iloc[0]
+    world = {k: float(r[k]) for k in ("trend", "drift")}
+    spread = float(r["spread"]) if "spread" in m.columns and str(r["spread"]) not in ("", "nan") else default_world()["spread"]
+    return {"spread": spread, **world}
+
+
+def drift_summary(root: Path | None = None) -> dict:
+    """The drift rows the calibration rests on, shortest lag: real (all G pooled), bandit at defaults, bandit matched.
+
+    Kept in the calibrated file's sidecar, so its docs line stays true to the run it describes.
+    """
+    from lab import results
+
+    df = results.read(DRIFT_RESULTS, root)
+    out = {}
+    for source in ("real", "bandit", "bandit_matched"):
+        d = df[df["source"].astype(str) == source]
+        if source == "real" and "rollouts_per_prompt" in d.columns:
+            d = d[d["rollouts_per_prompt"].astype(str) == "all"]
+        if not d.empty:
+            r = d.sort_values("lag").iloc[0]
+            out[source] = {"lag": int(r["lag"]), "drift_per_step": float(r["drift_per_step"]),
+                           "mean_change_per_step": float(r["mean_change_per_step"])}
+    return out
+
+
+def world_levels(world: dict, *, steps: int, warmup: int, seeds=range(SEEDS), n_prompts: int = 64) -> dict:
+    """Where the bandit's values sit over the averaged steps (``warmup`` .. ``steps`` − 1, all prompts, ``seeds``):
+    mean V, mean V(1 − V) (the reward variance every baseline's error scales with) and the share of values
+    outside [0.01, 0.99] (saturated: rewards nearly certain).
+
+    >>> lv = world_levels(default_world(), steps=2, warmup=0, seeds=[0], n_prompts=4)
+    >>> sorted(lv), 0 < lv["mean_v"] < 1
+    (['mean_v', 'mean_var', 'saturated'], True)
+    """
+    vs = []
+    for seed in seeds:
+        b = DriftingBandit(n_prompts, seed=seed, **world)
+        vs.append(torch.stack([b.values(t) for t in range(warmup, steps)]))  # (steps − warmup, n_prompts)
+    v = torch.stack(vs)  # (seeds, steps − warmup, n_prompts)
+    return {"mean_v": float(v.mean()), "mean_var": float((v * (1 - v)).mean()),
+            "saturated": float(((v < 0.01) | (v > 0.99)).double().mean())}
+
+
+def real_levels(root: Path | None = None) -> dict | None:
+    """The same levels for the real runs' probe truth (``value_mse_real_truth.csv``, probe steps >= the runs' warmup)."""
+    from lab import results
+
+    try:
+        t = results.read("value_mse_real_truth", root)
+        runs = results.read("value_mse_real", root)
+    except FileNotFoundError:
+        return None
+    warmup = int(runs["warmup"].iloc[0]) if "warmup" in runs.columns and len(runs) else 0
+    v = t[t["step"] >= warmup]["truth"].astype(float)
+    if v.empty:
+        return None
+    return {"mean_v": float(v.mean()), "mean_var": float((v * (1 - v)).mean()),
+            "saturated": float(((v < 0.01) | (v > 0.99)).mean()), "steps": f"{warmup}–{int(t['step'].max())}",
+            "probe_values": int(len(v))}
 
 
 # --- labels --------------------------------------------------------------------------------------
@@ -135,14 +237,16 @@ def resolved_params(label: str) -> dict:
 
 
 # --- the measurement -----------------------------------------------------------------------------
-def run_one(label: str, group_size: int, reuse: int, seed: int, steps: int, warmup: int) -> float:
-    """Mean value MSE over steps >= warmup of one row on one seed."""
+def run_one(label: str, group_size: int, reuse: int, seed: int, steps: int, warmup: int,
+            world: dict | None = None) -> float:
+    """Mean value MSE over steps >= warmup of one row on one seed, on the bandit ``world`` (default: its defaults)."""
     name, params, reference = parse_label(label)
+    world = world or {}
     if name == POSTERIOR:
-        r = posterior_mse_run(group_size, steps=steps, reuse=reuse, seed=seed, reference_samples=reference)
+        r = posterior_mse_run(group_size, steps=steps, reuse=reuse, seed=seed, reference_samples=reference, **world)
     else:
         r = value_mse_run(name, group_size, steps=steps, reuse=reuse, seed=seed, reference_samples=reference,
-                          make=lambda n: estimators.get(n, **params))
+                          make=lambda n: estimators.get(n, **params), **world)
     return float(r.mse[warmup:].mean())
 
 
@@ -152,10 +256,11 @@ def jobs(labels=ROWS, group_sizes=GROUP_SIZES, reuses=REUSES, seeds=range(SEEDS)
 
 
 def run(seeds: int = SEEDS, steps: int = 40, warmup: int = 10, group_sizes=GROUP_SIZES, reuses=REUSES, labels=ROWS,
-        seed_list=None, progress: bool = True, out: Path | None = None, done: dict | None = None) -> list[dict]:
+        seed_list=None, progress: bool = True, out: Path | None = None, done: dict | None = None,
+        world: dict | None = None) -> list[dict]:
     """Long-format rows (``FIELDS``); with ``out`` each row is appended to that CSV as it finishes.
 
-    ``done`` maps (label, G, J, seed) to an already measured value (from a resumed file);
+    ``world``: the bandit's {"spread", "trend", "drift"} (default: its defaults). ``done`` maps (label, G, J, seed) to an already measured value (from a resumed file);
     those jobs are not run again.
     """
     if not 0 <= warmup < steps:
@@ -177,7 +282,7 @@ def run(seeds: int = SEEDS, steps: int = 40, warmup: int = 10, group_sizes=GROUP
             if key in done:
                 value = done[key]
             else:
-                value = run_one(label, g, j, s, steps, warmup)
+                value = run_one(label, g, j, s, steps, warmup, *([world] if world else []))
                 if writer is not None:
                     writer.writerow(_csv_row({"estimator": label, "group_size": g, "reuse": j, "seed": s, "value_mse": value}))
                     f.flush()
@@ -402,6 +507,98 @@ def table(rows: list[dict]) -> str:
     return "\n".join(parts)
 
 
+DOCS = ROOT / "docs" / "estimators.md"
+CALIBRATED_MARKERS = ("<!-- value-mse-calibrated:start -->\n", "\n<!-- value-mse-calibrated:end -->")
+CALIBRATED_PLACEHOLDER = ("*Not yet run: `python benchmarks/value_mse.py --calibrated` (after `benchmarks/value_mse_real.py`); "
+                          "this block is generated from its CSV and sidecar (`--write-docs`).*")
+
+
+def headline(rows: list[dict], default_rows: list[dict] | None = None) -> str:
+    """The calibrated table's headline ratios, each with the default bandit's in brackets when ``default_rows`` has it."""
+    def one(a, b, times=False):
+        fmt = (lambda q: f"{q:.1f}×") if times else (lambda q: f"{100 * (q - 1):+.0f}%")  # noqa: E731
+        try:
+            text = fmt(ratio_ci(rows, a, b)[0])
+        except KeyError:
+            return ""
+        if default_rows:
+            with contextlib.suppress(KeyError):
+                text += f" (default bandit {fmt(ratio_ci(default_rows, a, b)[0])})"
+        return text
+
+    parts = []
+    for g in (2, 4):
+        t = one((KAE_DEFAULT, g, CLAIM_J), ("grpo", g, CLAIM_J))
+        if t:
+            parts.append(f"`{KAE_DEFAULT}` against `grpo` at G = {g}, J = {CLAIM_J}: {t}")
+    t = one((BASIS_DEFAULT, 1, 1), ("reinforce_plus_plus", 1, 1))
+    if t:
+        parts.append(f"BASIS's default against `reinforce_plus_plus` at G = 1, J = 1: {t}")
+    t = one((BASIS_DEFAULT, 1, 1), (POSTERIOR, 1, 1), times=True)
+    if t:
+        parts.append(f"that BASIS row's error is {t} its floor `posterior`")
+    return ("**Headline ratios** (change in value MSE, mean over seeds): " + "; ".join(parts) + ".") if parts else ""
+
+
+def calibrated_block(rows: list[dict] | None, meta: dict | None, default_rows: list[dict] | None = None) -> str:
+    """The docs block of the calibrated bandit: the drift it was fitted to, its world and levels, the headline
+    ratios (against the default bandit's, ``default_rows``) and the claims table.
+
+    >>> calibrated_block(None, None) == CALIBRATED_PLACEHOLDER
+    True
+    """
+    if not rows or not meta:
+        return CALIBRATED_PLACEHOLDER
+    w, st = meta["world"], meta["settings"]
+    drift = meta.get("calibrated_from", {}).get("drift", {})
+    real, band, matched = (drift.get(k) for k in ("real", "bandit", "bandit_matched"))
+    d = default_world()
+    head = []
+    if real and band and matched:
+        head.append(f"True values on the real runs move {real['drift_per_step']:.4f} per step (RMS change over "
+                    f"{real['lag']} steps, all G pooled; mean change {real['mean_change_per_step']:+.4f} per step), "
+                    f"against {band['drift_per_step']:.4f} on the bandit at its defaults (trend {d['trend']}, drift "
+                    f"{d['drift']}): {real['drift_per_step'] / band['drift_per_step']:.1f}× faster. The fitted bandit "
+                    f"(`{meta['calibrated_from']['file']}`, source `bandit_matched`) moves {matched['drift_per_step']:.4f}.")
+    lv, rl = meta.get("levels", {}), meta.get("calibrated_from", {}).get("real_levels")
+    if lv and rl:
+        def desc(x):
+            return (f"mean V {x['mean_v']:.2f}, mean V(1 − V) {x['mean_var']:.3f}, {100 * x['saturated']:.0f}% of values "
+                    "outside [0.01, 0.99]")
+
+        head.append(f"Levels over the averaged steps: the calibrated bandit has {desc(lv['world'])}; the default "
+                    f"bandit {desc(lv['default_world'])}; the real runs' probe truth (steps {rl['steps']}) {desc(rl)}.")
+        if lv["world"]["saturated"] > rl["saturated"] + 0.2:
+            head.append("So the fit matches the rate, not the level: the bandit's trend is the same for every prompt and "
+                        "never stops, so matched to the real per-prompt drift it pushes most values to the edge, where "
+                        "rewards are nearly certain and every error is small. Read these ratios with that in mind.")
+    head.append(f"**Calibrated world:** trend = {w['trend']:g}, drift = {w['drift']:g}, spread = {w['spread']:g}; "
+                f"G ∈ {{{', '.join(map(str, st['group_sizes']))}}} × J ∈ {{{', '.join(map(str, st['reuses']))}}} × "
+                f"{st['seeds']} seeds, {st['steps']} steps (first {st['warmup']} left out), the floor in the same world "
+                f"(`data/results/{CALIBRATED_OUT.name}`).")
+    parts = [" ".join(head), "", headline(rows, default_rows), "",
+             "**Each seed method against its paper's baseline**, calibrated bandit (per-seed ratio of value MSE, paired "
+             "by seed; 95% t-interval over seeds; the full tables per J are printed by the run):", "", claims_table(rows)]
+    return "\n".join(parts)
+
+
+def write_docs(out: Path = CALIBRATED_OUT, doc: Path = DOCS) -> str:
+    """Replace the calibrated block of ``doc`` with :func:`calibrated_block` of ``out`` and its sidecar."""
+    side = sidecar_path(out)
+    rows = read_csv(out) if out.exists() else None
+    meta = json.loads(side.read_text()) if side.exists() else None
+    block = calibrated_block(rows, meta, read_csv(DEFAULT_OUT) if DEFAULT_OUT.exists() else None)
+    text = doc.read_text(encoding="utf-8")
+    start, end = CALIBRATED_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{doc}: no {start.strip()} ... {end.strip()} markers; put both where the block should go")
+    i, k = text.index(start) + len(start), text.index(end)
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(text[:i] + block + text[k:], encoding="utf-8")
+    tmp.replace(doc)
+    return block
+
+
 # --- files ---------------------------------------------------------------------------------------
 def _csv_row(r: dict) -> dict:
     return {**r, "value_mse": f"{r['value_mse']:.10f}"}
@@ -436,9 +633,13 @@ def sidecar_path(out: Path) -> Path:
     return out.with_name(out.stem + ".provenance.json")
 
 
-def _settings(args) -> dict:
-    return {"seeds": args.seeds, "steps": args.steps, "warmup": args.warmup, "group_sizes": list(args.group_sizes),
-            "reuses": list(args.reuses), "n_prompts": 64, "prompts_per_step": 16}
+def _settings(args, world: dict) -> dict:
+    """What a file was made with; the world only when it is not the default (older sidecars never had it)."""
+    out = {"seeds": args.seeds, "steps": args.steps, "warmup": args.warmup, "group_sizes": list(args.group_sizes),
+           "reuses": list(args.reuses), "n_prompts": 64, "prompts_per_step": 16}
+    if world != default_world():
+        out["world"] = world
+    return out
 
 
 def _drop_torn_tail(path: Path) -> None:
@@ -453,16 +654,42 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--seeds", type=int, default=SEEDS, help=f"independent runs per (row, G, J) (default {SEEDS})")
     ap.add_argument("--steps", type=int, default=40, help="training steps per run (default 40)")
     ap.add_argument("--warmup", type=int, default=10, help="first steps left out of the average (default 10)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"CSV to write (default {DEFAULT_OUT.relative_to(ROOT)})")
+    ap.add_argument("--out", type=Path, default=None, help=f"CSV to write (default {DEFAULT_OUT.relative_to(ROOT)}; "
+                                                            f"with --calibrated {CALIBRATED_OUT.relative_to(ROOT)})")
     ap.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing --out")
     ap.add_argument("--group-sizes", type=int, nargs="+", default=list(GROUP_SIZES), help="G values (default 1 2 4 8 16)")
     ap.add_argument("--reuses", type=int, nargs="+", default=list(REUSES), help="prompt reuse J values (default 1 2 4 8 10)")
+    d = default_world()
+    ap.add_argument("--trend", type=float, default=None, help=f"the bandit's logit gain per step (default {d['trend']})")
+    ap.add_argument("--drift", type=float, default=None,
+                    help=f"std of each prompt's own logit step, the random walk (default {d['drift']})")
+    ap.add_argument("--spread", type=float, default=None, help=f"std of the initial logits (default {d['spread']})")
+    ap.add_argument("--write-docs", action="store_true",
+                    help="only regenerate the calibrated block of docs/estimators.md from its committed CSV and sidecar")
+    ap.add_argument("--calibrated", action="store_true",
+                    help=f"take spread, trend and drift from the fit to the real runs' drift (data/results/{DRIFT_RESULTS}.csv, "
+                         f"source=bandit_matched); default --out {CALIBRATED_OUT.relative_to(ROOT)}")
     args = ap.parse_args(argv)
+    if args.write_docs:
+        print(write_docs(args.out or CALIBRATED_OUT))
+        return []
+    if args.calibrated:
+        if any(x is not None for x in (args.trend, args.drift, args.spread)):
+            ap.error("--calibrated: takes spread, trend and drift from the fit; drop --trend/--drift/--spread, or drop --calibrated")
+        try:
+            world = calibrated_world()
+        except (FileNotFoundError, ValueError) as e:
+            ap.error(str(e))
+    else:
+        world = {**d, **{k: getattr(args, k) for k in d if getattr(args, k) is not None}}
+    if world["drift"] < 0 or world["spread"] < 0:
+        ap.error(f"--drift and --spread: expected >= 0, got drift={world['drift']}, spread={world['spread']}")
+    args.out = args.out or (CALIBRATED_OUT if args.calibrated else DEFAULT_OUT)
     if args.seeds < 2:
         ap.error("--seeds: need at least 2 for a confidence interval")
     if not 0 <= args.warmup < args.steps:
         ap.error(f"--warmup: expected 0 <= warmup < steps ({args.steps}), got {args.warmup}")
-    settings = _settings(args)
+    settings = _settings(args, world)
     side = sidecar_path(args.out)
     done = {}
     if args.out.exists() and not args.fresh:
@@ -481,19 +708,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
             args.out.unlink()
     from lab.provenance import collect
 
-    meta = {"settings": settings, "provenance": collect(), "rows": {lab: resolved_params(lab) for lab in ROWS},
-            "complete": False}
+    meta = {"settings": settings, "world": world, "provenance": collect(),
+            "rows": {lab: resolved_params(lab) for lab in ROWS}, "complete": False}
+    if args.calibrated:
+        from lab import results
+
+        meta["calibrated_from"] = {"file": f"data/results/{DRIFT_RESULTS}.csv", "drift": drift_summary(),
+                                   "provenance": results.provenance(DRIFT_RESULTS), "real_levels": real_levels()}
+    meta["levels"] = {"world": world_levels(world, steps=args.steps, warmup=args.warmup, seeds=range(args.seeds)),
+                      "default_world": world_levels(default_world(), steps=args.steps, warmup=args.warmup,
+                                                    seeds=range(args.seeds))}
     side.write_text(json.dumps(meta, indent=1) + "\n")
     t0 = time.time()
     rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
-               out=args.out, done=done)
+               out=args.out, done=done, world=world)
     write_csv(rows, args.out)  # canonical order, whatever was resumed
     meta.update(complete=True, elapsed_s=round(time.time() - t0, 1), resumed_rows=len(done))
     tmp = side.with_suffix(".tmp")
     tmp.write_text(json.dumps(meta, indent=1) + "\n")
     os.replace(tmp, side)
-    print(f"\nValue MSE against the exact value (drifting bandit, {args.seeds} seeds x {args.steps} steps, "
-          f"first {args.warmup} left out); † the baseline sees the rollout's own reward:\n")
+    print(f"\nValue MSE against the exact value (drifting bandit: trend {world['trend']}, drift {world['drift']}, "
+          f"spread {world['spread']}; {args.seeds} seeds x {args.steps} steps, first {args.warmup} left out); "
+          f"† the baseline sees the rollout's own reward:\n")
     print(table(rows))
     print(f"\nRows: {args.out}\nProvenance: {side}")
     return rows

@@ -418,14 +418,30 @@ def bandit_truth(*, steps: int, probe_every: int, trend: float, drift: float, sp
     return pd.DataFrame(rows)
 
 
+def bernoulli_level(truth: pd.DataFrame) -> float:
+    """Mean V(1 − V) over the rows of a truth table (``truth`` column): 0.25 when every value is
+    1/2, 0 when all sit at 0 or 1.
+
+    >>> bernoulli_level(pd.DataFrame({"truth": [0.5, 1.0]}))
+    0.125
+    """
+    v = truth["truth"].astype(float).clip(0, 1)
+    return float((v * (1 - v)).mean())
+
+
 def match_bandit(target: list[dict], *, steps: int, probe_every: int, spread: float = 1.5,
                  trends=tuple(np.round(np.linspace(-0.1, 0.5, 31), 4)),
-                 drifts=tuple(np.round(np.linspace(0.0, 1.2, 25), 4))) -> tuple[float, float]:
+                 drifts=tuple(np.round(np.linspace(0.0, 1.2, 25), 4)),
+                 level: float | None = None) -> tuple[float, float]:
     """The bandit's (trend, drift) whose value drift best matches ``target`` (drift_by_lag rows), by grid search.
 
     Loss over the target's lags: squared relative error of ``msd`` plus the squared error of
     the mean change over the lag in units of √msd (the two moments the drift rows report).
-    A best point on the grid's edge is printed as a warning (widen ``trends``/``drifts``).
+    ``level``, when given, is the real runs' mean V(1 − V) over probe steps (how far values sit
+    from 0 and 1, which sets how much any baseline can be wrong): its squared relative error is
+    added, so a world whose trend drives every value to 1 (fast drift, but nothing left to
+    estimate) does not win on drift alone. A best point on the grid's edge is printed as a
+    warning (widen ``trends``/``drifts``).
     """
     lags = {r["lag"]: r for r in target if r["pairs"] > 0 and r["msd"] > 0}
     if not lags:
@@ -433,10 +449,13 @@ def match_bandit(target: list[dict], *, steps: int, probe_every: int, spread: fl
     best, arg = math.inf, (math.nan, math.nan)
     for tr in trends:
         for dr in drifts:
-            rows = drift_by_lag(lag_pairs(bandit_truth(steps=steps, probe_every=probe_every, trend=float(tr),
-                                                       drift=float(dr), spread=spread, seeds=range(2))))
+            truth = bandit_truth(steps=steps, probe_every=probe_every, trend=float(tr), drift=float(dr),
+                                 spread=spread, seeds=range(2))
+            rows = drift_by_lag(lag_pairs(truth))
             have = {r["lag"]: r for r in rows}
             loss = 0.0
+            if level:
+                loss += ((bernoulli_level(truth) - level) / level) ** 2
             for k, t in lags.items():
                 if k not in have:
                     loss = math.inf
@@ -476,7 +495,7 @@ def drift_table(truth_rows: list[dict], *, steps: int, probe_every: int, match: 
     d_trend, d_drift, d_spread = (defaults[k].default for k in ("trend", "drift", "spread"))
     sources = [("bandit", d_trend, d_drift)]
     if match and truth_rows and pooled:
-        tr, dr = match_bandit(pooled, steps=steps, probe_every=probe_every, spread=d_spread)
+        tr, dr = match_bandit(pooled, steps=steps, probe_every=probe_every, spread=d_spread, level=bernoulli_level(t))
         if not math.isnan(tr):
             sources.append(("bandit_matched", tr, dr))
     for name, tr, dr in sources:

@@ -52,6 +52,7 @@ VERDICTS = ("reproduced", "partly", "not", "not tested")
 
 COMMANDS = {
     "value_mse": "make bench",
+    "value_mse_calibrated": ".venv/bin/python benchmarks/value_mse.py --calibrated",
     "value_mse_real_summary": ".venv/bin/python benchmarks/value_mse_real.py",
     "grad_variance": ".venv/bin/python benchmarks/grad_variance.py",
     "time_to_accuracy_summary": ".venv/bin/python benchmarks/time_to_accuracy.py",
@@ -209,10 +210,15 @@ def _check(setting, regime, source, fn, claim: Claim, *, direction_only: bool = 
     return Check(setting, regime, source, ev, v, why)
 
 
-def _bandit(root, a: str, ga: int, b: str, gb: int, j: int) -> Evidence | None:
-    """Per-seed ratio of value MSE on the bandit (``value_mse.csv``), paired by seed."""
-    df = _read("value_mse", root)
-    _need(df, "value_mse", ("estimator", "group_size", "reuse", "seed", "value_mse"))
+BANDITS = {"bandit": "value_mse", "bandit (calibrated)": "value_mse_calibrated"}
+"""The bandit settings and their results files: the default world, and the world fitted to the real runs' drift
+(``benchmarks/value_mse.py --calibrated``; same rows and format, its world in the sidecar)."""
+
+
+def _bandit(root, a: str, ga: int, b: str, gb: int, j: int, name: str = "value_mse") -> Evidence | None:
+    """Per-seed ratio of value MSE on a bandit (``name``: ``value_mse`` or ``value_mse_calibrated``), paired by seed."""
+    df = _read(name, root)
+    _need(df, name, ("estimator", "group_size", "reuse", "seed", "value_mse"))
 
     def sel(label, g):
         x = df[_is(df, "estimator", label) & (df["group_size"] == g) & (df["reuse"] == j)]
@@ -225,10 +231,10 @@ def _bandit(root, a: str, ga: int, b: str, gb: int, j: int) -> Evidence | None:
     return Evidence(*mean_ci([float(xa[s] / xb[s]) for s in seeds]))
 
 
-def _best_h(root, g: int, j: int) -> str | None:
-    """The KAE row with the lowest mean value MSE at (G, J) on the bandit (picked on the same seeds)."""
+def _best_h(root, g: int, j: int, name: str = "value_mse") -> str | None:
+    """The KAE row with the lowest mean value MSE at (G, J) on a bandit (picked on the same seeds)."""
     try:
-        df = _read("value_mse", root)
+        df = _read(name, root)
     except _Missing:
         return None
     x = df[df["estimator"].astype(str).str.startswith("kae(") & (df["group_size"] == g) & (df["reuse"] == j)]
@@ -353,9 +359,20 @@ VALUE_ERROR = ("What \"value error\" means exactly in the paper (per rollout or 
                "subtracted (`probe/value_mse_corrected`).")
 
 
-def _bandit_src(a, ga, b, gb, j):
+def world_note(root, name: str = "value_mse_calibrated") -> str:
+    """The bandit world a results file was made in, from its sidecar (``""`` when it records none).
+
+    >>> world_note(None, "no_such_results")
+    ''
+    """
+    w = results.provenance(name, root).get("world")
+    return "" if not w else " (world: " + ", ".join(f"{k} = {w[k]:g}" for k in ("trend", "drift", "spread") if k in w) + ")"
+
+
+def _bandit_src(a, ga, b, gb, j, name="value_mse", root=None):
     same = "same G, J" if ga == gb else f"group_size={gb}, same J"
-    return f"value_mse.csv: estimator={a}, group_size={ga}, reuse={j} ÷ estimator={b}, {same}; per-seed ratio"
+    world = world_note(root, name) if name != "value_mse" else ""
+    return f"{name}.csv{world}: estimator={a}, group_size={ga}, reuse={j} ÷ estimator={b}, {same}; per-seed ratio"
 
 
 def _real_src(est, g, j, base):
@@ -386,15 +403,16 @@ def _grad_src(a, b, g):
 def _kae_value(root) -> list[Check]:
     c = CLAIMS_BY_KEY["kae-value"]
     out = []
-    for g in (2, 4):
-        for j in (8, 10):
-            out.append(_check("bandit", f"G = {g}, J = {j}", _bandit_src(KAE_DEFAULT, g, "grpo", g, j),
-                              lambda g=g, j=j: _bandit(root, KAE_DEFAULT, g, "grpo", g, j), c))
-        best = _best_h(root, g, 10)
-        if best and best != KAE_DEFAULT:
-            ch = _check("bandit", f"G = {g}, J = 10, best h", _bandit_src(best, g, "grpo", g, 10),
-                        lambda g=g, best=best: _bandit(root, best, g, "grpo", g, 10), c)
-            out.append(replace(ch, why=ch.why or "h picked as the lowest on these same seeds: optimistic"))
+    for setting, name in BANDITS.items():
+        for g in (2, 4):
+            for j in (8, 10):
+                out.append(_check(setting, f"G = {g}, J = {j}", _bandit_src(KAE_DEFAULT, g, "grpo", g, j, name, root),
+                                  lambda g=g, j=j, name=name: _bandit(root, KAE_DEFAULT, g, "grpo", g, j, name), c))
+            best = _best_h(root, g, 10, name)
+            if best and best != KAE_DEFAULT:
+                ch = _check(setting, f"G = {g}, J = 10, best h", _bandit_src(best, g, "grpo", g, 10, name, root),
+                            lambda g=g, best=best, name=name: _bandit(root, best, g, "grpo", g, 10, name), c)
+                out.append(replace(ch, why=ch.why or "h picked as the lowest on these same seeds: optimistic"))
     for g in (2, 4):
         out.append(_check("real runs", f"G = {g}, J = 10", _real_src("kae", g, 10, "grpo"),
                           lambda g=g: _real(root, "kae", g, 10, "grpo"), c))
@@ -410,8 +428,9 @@ def _kae_accuracy(root) -> list[Check]:
 
 def _krpo_value(root) -> list[Check]:
     c = CLAIMS_BY_KEY["krpo-value"]
-    out = [_check("bandit", f"G = {g}, J = 1", _bandit_src("krpo", g, "grpo", g, 1),
-                  lambda g=g: _bandit(root, "krpo", g, "grpo", g, 1), c) for g in (2, 4, 8)]
+    out = [_check(setting, f"G = {g}, J = 1", _bandit_src("krpo", g, "grpo", g, 1, name, root),
+                  lambda g=g, name=name: _bandit(root, "krpo", g, "grpo", g, 1, name), c)
+           for setting, name in BANDITS.items() for g in (2, 4, 8)]
     out += [_check("real runs", f"G = {g}, J = 1", _real_src("krpo", g, 1, "grpo"),
                    lambda g=g: _real(root, "krpo", g, 1, "grpo"), c) for g in (2, 4, 8)]
     out += [_check("real-model gradients", f"G = {g}{_grad_run(root)}", _grad_src("krpo", "grpo", g),
@@ -421,8 +440,9 @@ def _krpo_value(root) -> list[Check]:
 
 def _basis_rpp(root) -> list[Check]:
     c = CLAIMS_BY_KEY["basis-rpp"]
-    out = [_check("bandit", f"G = 1, J = 1, {reading}", _bandit_src(lab, 1, "reinforce_plus_plus", 1, 1),
-                  lambda lab=lab: _bandit(root, lab, 1, "reinforce_plus_plus", 1, 1), c) for lab, reading in BASIS_READINGS.items()]
+    out = [_check(setting, f"G = 1, J = 1, {reading}", _bandit_src(lab, 1, "reinforce_plus_plus", 1, 1, name, root),
+                  lambda lab=lab, name=name: _bandit(root, lab, 1, "reinforce_plus_plus", 1, 1, name), c)
+           for setting, name in BANDITS.items() for lab, reading in BASIS_READINGS.items()]
     out.append(_check("real runs", "G = 1, J = 1", _real_src("basis", 1, 1, "reinforce_plus_plus"),
                       lambda: _real(root, "basis", 1, 1, "reinforce_plus_plus"), c))
     out.append(_check("real-model gradients", f"G = 1{_grad_run(root)}", _grad_src("basis", "reinforce_plus_plus", 1),
@@ -433,8 +453,9 @@ def _basis_rpp(root) -> list[Check]:
 
 def _basis_g8(root) -> list[Check]:
     c = CLAIMS_BY_KEY["basis-g8"]
-    out = [_check("bandit", f"G = 1 vs G = 8, J = 1, {reading}", _bandit_src(lab, 1, "grpo", 8, 1),
-                  lambda lab=lab: _bandit(root, lab, 1, "grpo", 8, 1), c) for lab, reading in BASIS_READINGS.items()]
+    out = [_check(setting, f"G = 1 vs G = 8, J = 1, {reading}", _bandit_src(lab, 1, "grpo", 8, 1, name, root),
+                  lambda lab=lab, name=name: _bandit(root, lab, 1, "grpo", 8, 1, name), c)
+           for setting, name in BANDITS.items() for lab, reading in BASIS_READINGS.items()]
     src = ("value_mse_real_summary.csv: estimator=basis, rollouts_per_prompt=1, prompt_reuse=1: ratio_to_grpo_g8 "
            "[ratio_to_grpo_g8_ci_low, _ci_high] (different runs: a ratio of means with the benchmark's bootstrap interval; "
            "without those columns, value_mse ÷ that of estimator=grpo, rollouts_per_prompt=8, ± from value_mse_ci95)")
@@ -565,12 +586,12 @@ def _tally(checks: list[Check]) -> str:
     return ", ".join(f"{v} ×{n}" if n > 1 else v for v, n in counts.items() if n) or "—"
 
 
-SETTINGS = ("bandit", "real runs", "real-model gradients", "real runs (accuracy)", "exact")
+SETTINGS = ("bandit", "bandit (calibrated)", "real runs", "real-model gradients", "real runs (accuracy)", "exact")
 
 
 def _sources(root) -> list[str]:
     lines = []
-    for name in ("value_mse", "value_mse_real_summary", "grad_variance", "time_to_accuracy_summary"):
+    for name in ("value_mse", "value_mse_calibrated", "value_mse_real_summary", "grad_variance", "time_to_accuracy_summary"):
         try:
             df = _read(name, root)
         except _Missing as e:
@@ -580,7 +601,11 @@ def _sources(root) -> list[str]:
         commit = prov.get("git_commit") or next((str(df[c].iloc[0]) for c in ("git_commit", "prov_git_commit") if c in df), None)
         created = prov.get("created") or next((str(df[c].max()) for c in ("created", "prov_created") if c in df), None)
         made = ", ".join(x for x in (f"commit {commit[:10]}" if commit else "", f"made {created}" if created else "") if x)
-        lines.append(f"- [`data/results/{name}.csv`](../data/results/{name}.csv): {len(df)} rows" + (f" ({made})" if made else "") + ".")
+        world = (world_note(root, name) + ", fitted to the real runs' drift; see [docs/estimators.md](estimators.md"
+                 "#the-bandit-calibrated-to-the-real-drift) for how it differs from them"
+                 if name == "value_mse_calibrated" else "")
+        lines.append(f"- [`data/results/{name}.csv`](../data/results/{name}.csv){world}: {len(df)} rows"
+                     + (f" ({made})" if made else "") + ".")
     return lines
 
 
@@ -594,7 +619,9 @@ def claims_markdown(root: str | Path | None = None) -> str:
         "",
         "Each headline claim of the four seed papers (KAE, KRPO, BASIS, KL3), the paper's number as quoted in",
         "`shared/methods.md`, and the lab's number for it: on the drifting bandit with exact values",
-        "(`benchmarks/value_mse.py`), on real runs of the tiny model (`benchmarks/value_mse_real.py`,",
+        "(`benchmarks/value_mse.py`), on the same bandit with its trend and drift fitted to how fast the real runs'",
+        "true values move (`bandit (calibrated)`: `benchmarks/value_mse.py --calibrated`, same rows and grid), on",
+        "real runs of the tiny model (`benchmarks/value_mse_real.py`,",
         "`benchmarks/time_to_accuracy.py`) and on its gradients (`benchmarks/grad_variance.py`). Every lab number is",
         "read from `data/results/` by `lab/claims.py` and names the file and the filter it came from; a test fails",
         "when this page and the files disagree.",

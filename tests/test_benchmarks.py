@@ -158,3 +158,128 @@ def test_committed_value_mse_results_reproduce_exactly_on_a_slice():
             assert abs(fresh - committed[(label, g, j, s)]) < 1e-9, (label, g, j, s)
     finally:
         torch.set_num_threads(threads)
+
+
+# --- the bandit's world: --trend/--drift and --calibrated ------------------------------------------
+TINY = ["--seeds", "2", "--steps", "4", "--warmup", "1", "--group-sizes", "2", "--reuses", "2"]
+
+
+def _drift_csv(root, trend=0.2, drift=0.4, matched=True):
+    rows = [{"source": "real", "rollouts_per_prompt": "all", "lag": 3, "mean_change_per_step": 0.03, "drift_per_step": 0.05,
+             "trend": "", "drift": "", "spread": ""},
+            {"source": "bandit", "rollouts_per_prompt": "", "lag": 3, "mean_change_per_step": 0.005, "drift_per_step": 0.008,
+             "trend": 0.03, "drift": 0.05, "spread": 1.5}]
+    if matched:
+        rows.append({"source": "bandit_matched", "rollouts_per_prompt": "", "lag": 3, "mean_change_per_step": 0.02,
+                     "drift_per_step": 0.049, "trend": trend, "drift": drift, "spread": 1.5})
+    import pandas as pd
+
+    pd.DataFrame(rows).to_csv(root / "value_mse_real_drift.csv", index=False)
+
+
+def test_trend_and_drift_set_the_world_of_every_row_and_the_floor(tmp_path):
+    from lab.synthetic import posterior_mse_run, value_mse_run
+
+    bench = _load("value_mse")
+    rows = bench.main([*TINY, "--trend", "0.2", "--drift", "0.4", "--out", str(tmp_path / "w.csv")])
+    got = {(r["estimator"], r["seed"]): r["value_mse"] for r in rows}
+    with bench.one_thread():
+        for s in (0, 1):  # computed directly with lab.synthetic, the world passed by hand
+            rloo = value_mse_run("rloo", 2, steps=4, reuse=2, seed=s, trend=0.2, drift=0.4).mse[1:].mean()
+            floor = posterior_mse_run(2, steps=4, reuse=2, seed=s, reference_samples=0, trend=0.2, drift=0.4).mse[1:].mean()
+            assert got[("rloo", s)] == pytest.approx(float(rloo), abs=1e-12)
+            assert got[("posterior(reference=0)", s)] == pytest.approx(float(floor), abs=1e-12)
+    default = {(r["estimator"], r["seed"]): r["value_mse"] for r in bench.main([*TINY, "--out", str(tmp_path / "d.csv")])}
+    assert default[("rloo", 0)] != got[("rloo", 0)]
+    side = json.loads((tmp_path / "w.provenance.json").read_text())
+    assert side["world"] == side["settings"]["world"] == {"spread": 1.5, "trend": 0.2, "drift": 0.4}
+    assert "world" not in json.loads((tmp_path / "d.provenance.json").read_text())["settings"]  # old sidecars resume
+
+
+def test_a_file_is_never_resumed_in_another_world(tmp_path, capsys):
+    bench = _load("value_mse")
+    out = tmp_path / "w.csv"
+    bench.main([*TINY, "--drift", "0.4", "--out", str(out)])
+    with pytest.raises(SystemExit):
+        bench.main([*TINY, "--drift", "0.5", "--out", str(out)])
+    assert "rerun with --fresh" in capsys.readouterr().err
+
+
+def test_default_settings_are_those_the_committed_file_was_made_with():
+    bench = _load("value_mse")
+    args = type("A", (), {"seeds": bench.SEEDS, "steps": 40, "warmup": 10, "group_sizes": bench.GROUP_SIZES,
+                          "reuses": bench.REUSES})()
+    side = json.loads(bench.sidecar_path(bench.DEFAULT_OUT).read_text())
+    assert bench._settings(args, bench.default_world()) == side["settings"]  # so `make bench` still resumes it
+
+
+def test_calibrated_takes_the_world_fitted_to_the_real_drift(tmp_path, monkeypatch):
+    from lab import results
+
+    bench = _load("value_mse")
+    _drift_csv(tmp_path, trend=0.2, drift=0.4)
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    out = tmp_path / "c.csv"
+    rows = bench.main(["--calibrated", *TINY, "--out", str(out)])
+    side = json.loads(bench.sidecar_path(out).read_text())
+    assert side["world"] == {"spread": 1.5, "trend": 0.2, "drift": 0.4}
+    assert side["calibrated_from"]["drift"]["real"] == {"lag": 3, "drift_per_step": 0.05, "mean_change_per_step": 0.03}
+    by_hand = {(r["estimator"], r["seed"]): r["value_mse"]
+               for r in bench.main([*TINY, "--trend", "0.2", "--drift", "0.4", "--out", str(tmp_path / "h.csv")])}
+    assert {(r["estimator"], r["seed"]): r["value_mse"] for r in rows} == by_hand
+    assert bench.calibrated_block(bench.read_csv(out), side).count("trend = 0.2, drift = 0.4, spread = 1.5") == 1
+
+
+def test_calibrated_without_a_fit_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from lab import results
+
+    bench = _load("value_mse")
+    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    with pytest.raises(SystemExit):
+        bench.main(["--calibrated", *TINY, "--out", str(tmp_path / "c.csv")])
+    assert "benchmarks/value_mse_real.py" in capsys.readouterr().err
+    _drift_csv(tmp_path, matched=False)
+    with pytest.raises(SystemExit):
+        bench.main(["--calibrated", *TINY, "--out", str(tmp_path / "c.csv")])
+    assert "without --no-match" in capsys.readouterr().err
+    _drift_csv(tmp_path)
+    with pytest.raises(SystemExit):
+        bench.main(["--calibrated", "--drift", "0.1", *TINY, "--out", str(tmp_path / "c.csv")])
+    assert "drop --trend/--drift/--spread" in capsys.readouterr().err
+
+
+def test_world_levels_are_the_mean_of_the_bandits_values():
+    bench = _load("value_mse")
+    from lab.synthetic import DriftingBandit
+
+    w = {"spread": 1.5, "trend": 0.3, "drift": 0.8}
+    lv = bench.world_levels(w, steps=6, warmup=2, seeds=[0, 1], n_prompts=8)
+    v = torch.cat([torch.stack([DriftingBandit(8, seed=s, **w).values(t) for t in range(2, 6)]).flatten() for s in (0, 1)])
+    assert lv["mean_v"] == pytest.approx(float(v.mean())) and lv["mean_var"] == pytest.approx(float((v * (1 - v)).mean()))
+    assert lv["saturated"] == pytest.approx(float(((v < 0.01) | (v > 0.99)).double().mean()))
+
+
+def test_calibrated_block_in_the_docs_matches_the_committed_results():
+    bench = _load("value_mse")
+    doc = bench.DOCS.read_text()
+    start, end = bench.CALIBRATED_MARKERS
+    side = json.loads(bench.sidecar_path(bench.CALIBRATED_OUT).read_text())
+    want = bench.calibrated_block(bench.read_csv(bench.CALIBRATED_OUT), side, bench.read_csv(bench.DEFAULT_OUT))
+    assert doc[doc.index(start) + len(start) : doc.index(end)] == want, "run benchmarks/value_mse.py --write-docs"
+
+
+def test_committed_calibrated_results_were_run_in_todays_fitted_world_and_reproduce():
+    bench = _load("value_mse")
+    side = json.loads(bench.sidecar_path(bench.CALIBRATED_OUT).read_text())
+    assert side["complete"] and side["settings"]["seeds"] >= 5
+    # a refit of the real drift (benchmarks/value_mse_real.py) shows up here: rerun value_mse.py --calibrated --fresh
+    assert side["world"] == side["settings"]["world"] == bench.calibrated_world()
+    assert side["rows"] == {label: bench.resolved_params(label) for label in bench.ROWS}
+    committed = {(r["estimator"], r["group_size"], r["reuse"], r["seed"]): r["value_mse"]
+                 for r in bench.read_csv(bench.CALIBRATED_OUT)}
+    st = side["settings"]
+    assert list(committed) == bench.jobs(group_sizes=st["group_sizes"], reuses=st["reuses"], seeds=range(st["seeds"]))
+    with bench.one_thread():
+        for label, g, j, s in bench.jobs(group_sizes=(4,), reuses=(10,), seeds=(0,)):
+            fresh = bench.run_one(label, g, j, s, st["steps"], st["warmup"], side["world"])
+            assert abs(fresh - committed[(label, g, j, s)]) < 1e-9, (label, g, j, s)

@@ -1,5 +1,6 @@
 """lab/claims.py: the claims table and the README's Results block, generated from data/results/."""
 
+import json
 import math
 import shutil
 
@@ -88,6 +89,29 @@ def test_a_missing_file_or_row_is_not_tested_and_says_why(tmp_path):
         assert all(k.verdict == "not tested" for k in ks if k.setting != "exact"), c.key
 
 
+def test_the_calibrated_bandit_is_its_own_column_read_from_its_own_file(tmp_path):
+    _bandit_rows([0.90, 1.10, 1.00, 1.05]).to_csv(tmp_path / "value_mse.csv", index=False)  # default world: no effect
+    cal_ratios = [0.30, 0.32, 0.31, 0.33]
+    _bandit_rows(cal_ratios).to_csv(tmp_path / "value_mse_calibrated.csv", index=False)
+    world = {"spread": 1.5, "trend": 0.34, "drift": 0.85}
+    (tmp_path / "value_mse_calibrated.provenance.json").write_text(json.dumps({"world": world}))
+    cal = _one(tmp_path, "kae-value", "bandit (calibrated)", "G = 2, J = 10")
+    assert cal.verdict == "reproduced" and cal.evidence.value == pytest.approx(sum(cal_ratios) / 4)
+    assert cal.source.startswith("value_mse_calibrated.csv (world: trend = 0.34, drift = 0.85, spread = 1.5): "
+                                 "estimator=kae(h=0.2), group_size=2, reuse=10")
+    assert _one(tmp_path, "kae-value", "bandit", "G = 2, J = 10").verdict == "not"  # the default file, untouched
+    assert [k.regime for k in _checks(tmp_path, "kae-value") if k.setting == "bandit (calibrated)"] == [
+        "G = 2, J = 8", "G = 2, J = 10", "G = 4, J = 8", "G = 4, J = 10"]  # the same checks as the default bandit
+    page = claims.claims_markdown(tmp_path)
+    assert "| claim | paper's number | bandit | bandit (calibrated) | real runs |" in page
+    kae_row = next(line for line in page.splitlines() if line.startswith("| KAE: value error"))
+    assert kae_row.split(" | ")[2:4] == ["not, not tested ×3", "reproduced, not tested ×3"]
+    assert "value_mse_calibrated.csv) (world: trend = 0.34, drift = 0.85, spread = 1.5)" in page  # the Sources line
+    (tmp_path / "value_mse_calibrated.csv").unlink()
+    gone = _one(tmp_path, "basis-rpp", "bandit (calibrated)", "G = 1, J = 1, the default reading")
+    assert gone.verdict == "not tested" and "`.venv/bin/python benchmarks/value_mse.py --calibrated`" in gone.why
+
+
 def test_a_single_seed_gives_no_interval_and_is_not_tested(tmp_path):
     _bandit_rows([0.3]).to_csv(tmp_path / "value_mse.csv", index=False)
     k = _one(tmp_path, "kae-value", "bandit", "G = 2, J = 10")
@@ -96,8 +120,8 @@ def test_a_single_seed_gives_no_interval_and_is_not_tested(tmp_path):
 
 # --- a changed CSV changes the table --------------------------------------------------------------
 def test_a_changed_results_file_changes_the_claims_table(tmp_path):
-    shutil.copy(results.path("value_mse"), tmp_path / "value_mse.csv")
-    shutil.copy(results.path("value_mse").with_suffix(".provenance.json"), tmp_path / "value_mse.provenance.json")
+    tmp_path = tmp_path / "results"  # every committed results file, so only the edit below differs
+    shutil.copytree(results.RESULTS_DIR, tmp_path, ignore=shutil.ignore_patterns("*.png"))
     before = claims.claims_markdown(tmp_path)
     assert before == claims.claims_markdown()  # same file, same page
     df = pd.read_csv(tmp_path / "value_mse.csv")
