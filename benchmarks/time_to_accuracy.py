@@ -333,12 +333,9 @@ def done_runs(rows: list[dict]) -> set[tuple[str, int]]:
 
 
 def _write_all(path: Path, rows: list[dict], names: list[str]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=names, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    from lab.results import write_csv
+
+    write_csv(path, rows, names)
 
 
 def _append(path: Path, row: dict, names: list[str]) -> None:

@@ -233,13 +233,10 @@ def append_rows(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
 
 
 def write_rows(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
-    """The whole file at once, atomically (temp file + rename)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(path)
+    """The whole file at once, atomically (``lab.results.write_csv``)."""
+    from lab.results import write_csv
+
+    write_csv(path, rows, fieldnames)
 
 
 def done_runs(rows: list[dict], names: list[str], params: dict[str, str]) -> set[tuple[int, int, int]]:

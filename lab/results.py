@@ -45,3 +45,24 @@ def provenance(name: str, root: str | Path | None = None) -> dict:
     """The provenance record written beside results file ``name`` ({} when there is none)."""
     p = path(name, root).with_suffix(".provenance.json")
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+
+def write_csv(path: str | Path, rows: list[dict], fieldnames: list[str]) -> None:
+    """Write a whole results file at once, atomically (a temp file renamed into place), so a
+    reader never sees half of it; columns not in ``fieldnames`` are left out.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"
+    >>> write_csv(p, [{"a": 1, "b": 2, "extra": 3}], ["a", "b"])
+    >>> p.read_text().splitlines()
+    ['a,b', '1,2']
+    """
+    import csv
+
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
