@@ -42,7 +42,11 @@ browser:
 	    else echo "make browser: chromium is missing; install it (apt-get install -y chromium as root) for tests/test_browser.py"; fi; }
 
 bench: setup
+	nice -n 5 $(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/value_mse.py
+	nice -n 5 $(BIN)/python benchmarks/value_mse_real.py  # ~20 min on 2 cores; resumes
+	$(BIN)/python benchmarks/value_mse.py --calibrated  # the bandit at the real runs' drift
+	nice -n 5 $(BIN)/python benchmarks/grad_variance.py  # ~20 min; resumes
 	$(BIN)/python benchmarks/estimator_speed.py
 	$(BIN)/python -m pip install --quiet -e ".[peers]"  # TRL, for the side-by-side step time
 	nice -n 5 $(BIN)/python benchmarks/step_time_vs_trl.py --probes

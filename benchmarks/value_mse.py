@@ -29,8 +29,9 @@ in expectation; every row's ratio to it says how much room is left.
 ``--calibrated`` takes both (and the spread) from the fit of the bandit to the real runs' value
 drift, the ``bandit_matched`` rows of ``data/results/value_mse_real_drift.csv``
 (``benchmarks/value_mse_real.py``), and writes ``data/results/value_mse_calibrated.csv``: the
-same rows, grid and seeds as the default file (about 4 minutes on one idle core; ``--group-sizes``
-and ``--reuses`` trim it). The floor uses the same world. A
+same rows, grid and seeds as the default file, over the real runs' horizon (31 steps, the first 3
+left out, instead of 40 and 10; about 3 minutes on one idle core; ``--group-sizes`` and
+``--reuses`` trim it). The floor uses the same world. A
 file's world is in its sidecar (``world``, and in ``settings`` when it is not the default), so
 resuming a file with another world is refused like any other change of settings.
 
@@ -64,6 +65,9 @@ from lab.synthetic import DriftingBandit, PosteriorBaseline, posterior_mse_run, 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "value_mse.csv"
 CALIBRATED_OUT = ROOT / "data" / "results" / "value_mse_calibrated.csv"
+CALIBRATED_STEPS, CALIBRATED_WARMUP = 31, 3
+"""``--calibrated``'s horizon: the real runs' (``benchmarks/value_mse_real.py``'s STEPS and WARMUP; a test keeps
+them equal), so the calibrated bandit is compared over the steps its drift was measured on."""
 DRIFT_RESULTS = "value_mse_real_drift"
 """The results file (``lab.results``) whose ``bandit_matched`` rows hold the fitted (trend, drift)."""
 GROUP_SIZES = (1, 2, 4, 8, 16)
@@ -652,8 +656,10 @@ def _drop_torn_tail(path: Path) -> None:
 def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=SEEDS, help=f"independent runs per (row, G, J) (default {SEEDS})")
-    ap.add_argument("--steps", type=int, default=40, help="training steps per run (default 40)")
-    ap.add_argument("--warmup", type=int, default=10, help="first steps left out of the average (default 10)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help=f"training steps per run (default 40; with --calibrated {CALIBRATED_STEPS}, the real runs' horizon)")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help=f"first steps left out of the average (default 10; with --calibrated {CALIBRATED_WARMUP})")
     ap.add_argument("--out", type=Path, default=None, help=f"CSV to write (default {DEFAULT_OUT.relative_to(ROOT)}; "
                                                             f"with --calibrated {CALIBRATED_OUT.relative_to(ROOT)})")
     ap.add_argument("--fresh", action="store_true", help="start over instead of resuming an existing --out")
@@ -685,6 +691,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if world["drift"] < 0 or world["spread"] < 0:
         ap.error(f"--drift and --spread: expected >= 0, got drift={world['drift']}, spread={world['spread']}")
     args.out = args.out or (CALIBRATED_OUT if args.calibrated else DEFAULT_OUT)
+    if args.steps is None:
+        args.steps = CALIBRATED_STEPS if args.calibrated else 40
+    if args.warmup is None:
+        args.warmup = CALIBRATED_WARMUP if args.calibrated else 10
     if args.seeds < 2:
         ap.error("--seeds: need at least 2 for a confidence interval")
     if not 0 <= args.warmup < args.steps:

@@ -213,6 +213,15 @@ def test_default_settings_are_those_the_committed_file_was_made_with():
     assert bench._settings(args, bench.default_world()) == side["settings"]  # so `make bench` still resumes it
 
 
+def test_calibrated_runs_over_the_real_runs_horizon_and_the_committed_file_resumes():
+    bench, real = _load("value_mse"), _load("value_mse_real")
+    assert (bench.CALIBRATED_STEPS, bench.CALIBRATED_WARMUP) == (real.STEPS, real.WARMUP)
+    side = json.loads(bench.sidecar_path(bench.CALIBRATED_OUT).read_text())
+    args = type("A", (), {"seeds": bench.SEEDS, "steps": bench.CALIBRATED_STEPS, "warmup": bench.CALIBRATED_WARMUP,
+                          "group_sizes": bench.GROUP_SIZES, "reuses": bench.REUSES})()
+    assert bench._settings(args, bench.calibrated_world()) == side["settings"]  # so `--calibrated` in `make bench` resumes it
+
+
 def test_calibrated_takes_the_world_fitted_to_the_real_drift(tmp_path, monkeypatch):
     from lab import results
 
