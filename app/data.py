@@ -162,6 +162,13 @@ def probes(path: str | Path) -> pd.DataFrame:
     return _probes(str(p), _stamp(p / "probes", *files))
 
 
+def stacked(rows: pd.DataFrame, read) -> pd.DataFrame:
+    """``read(path)`` (``metrics`` or ``probes``) of each selected run, one frame with a ``run`` column
+    holding the run's key; empty when no run has any."""
+    frames = [f.assign(run=r.key) for r in rows.itertuples() if not (f := read(r.path)).empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _problems(path: str, stamp: tuple) -> list[str]:
     try:

@@ -28,12 +28,7 @@ else:
 with st.expander("The built-in measures at matched budgets (same width u − l as ratio ε = 0.2)"):
     st.plotly_chart(figures.trust_region_figure(["ratio", "kl1", "kl2", "kl3"]), width="stretch", key="clip_matched")
 
-frames = []
-for r in rows.itertuples():
-    m = data.metrics(r.path)
-    if not m.empty:
-        frames.append(m.assign(run=r.key))
-metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+metrics = data.stacked(rows, data.metrics)
 if metrics.empty or "actor/clip_frac_low" not in metrics:
     st.info("The selected runs have no clipping metrics yet.")
     st.stop()

@@ -1,7 +1,6 @@
 """Value MSE: each estimator's baseline against Monte-Carlo truth over steps, per prompt, and
 the exact-value results (MSE against G) of the claims benchmark."""
 
-import pandas as pd
 import streamlit as st
 
 from app import charts, data, state
@@ -12,12 +11,7 @@ st.title("Value MSE")
 st.caption("How far each estimator's baseline is from the prompt's true value, measured on probe steps "
            "against a Monte-Carlo estimate V̂; the SE² of V̂ is subtracted (unbiased), band ±1 SE over prompts.")
 
-frames = []
-for r in rows.itertuples():
-    p = data.probes(r.path)
-    if not p.empty:
-        frames.append(p.assign(run=r.key))
-probes = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+probes = data.stacked(rows, data.probes)
 if probes.empty:
     st.info("None of the selected runs has probes (train with `--probe-every N`).")
 else:
