@@ -37,11 +37,10 @@ so a slow spell of the shared machine does not always hit the same one):
   plus one forward and backward pass over the 128 full sequences (a summed log-prob as
   the loss); median of ``--steps`` repeats. The lab's own update runs below this floor's
   update: its loss pass computes each prompt once for its G completions
-  (``shared_prefix_logits``), which a pass over the full sequences does not. And on a
-  2-core machine shared with other work, one batch of 128 rows can take longer than the
-  lab's two batches of 64 (the ``hf`` backend's ``max_batch_size``): larger ops are split
-  over both threads and wait for the one that is descheduled. Read ``ratio_to_floor`` with
-  that in mind;
+  (``shared_prefix_logits``), which a pass over the full sequences does not. The lab's
+  rollout also samples the 128 rows in one batch (the ``hf`` backend sizes its chunks by
+  memory; with the old fixed chunks of 64 rows its rollout took ~1.35x longer, and the lab
+  sat at ~1.36x the floor);
 * ``floor (transformers)`` (with ``--floor-transformers``): the same with transformers' own
   GPT-2 forward, for reference.
 

@@ -232,13 +232,11 @@ def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     >>> ids.tolist(), mask.tolist()
     ([[5, 6, 7], [0, 0, 8]], [[True, True, True], [False, False, True]])
     """
-    L = max((len(s) for s in seqs), default=0)
-    ids = torch.full((len(seqs), L), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), L), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if s:
-            ids[i, L - len(s) :] = torch.tensor(s, dtype=torch.long)
-            mask[i, L - len(s) :] = True
+    lens = [len(s) for s in seqs]
+    L = max(lens, default=0)
+    # one tensor from padded lists (not one per row: this runs on every rollout)
+    ids = torch.tensor([[pad_id] * (L - n) + list(s) for s, n in zip(seqs, lens)], dtype=torch.long).reshape(len(seqs), L)
+    mask = torch.arange(L) >= (L - torch.tensor(lens, dtype=torch.long)).reshape(-1, 1)  # (N, L)
     return ids, mask
 
 
@@ -249,13 +247,10 @@ def right_pad(seqs: list[list], pad_value, dtype: torch.dtype) -> tuple[torch.Te
     >>> v.tolist(), m.tolist()
     ([[1.5, 0.0], [2.5, 3.5]], [[True, False], [True, True]])
     """
-    L = max((len(s) for s in seqs), default=0)
-    vals = torch.full((len(seqs), L), pad_value, dtype=dtype)
-    mask = torch.zeros((len(seqs), L), dtype=torch.bool)
-    for i, s in enumerate(seqs):
-        if len(s):
-            vals[i, : len(s)] = torch.tensor(list(s), dtype=dtype)
-            mask[i, : len(s)] = True
+    lens = [len(s) for s in seqs]
+    L = max(lens, default=0)
+    vals = torch.tensor([list(s) + [pad_value] * (L - n) for s, n in zip(seqs, lens)], dtype=dtype).reshape(len(seqs), L)
+    mask = torch.arange(L) < torch.tensor(lens, dtype=torch.long).reshape(-1, 1)  # (N, L)
     return vals, mask
 
 
