@@ -71,6 +71,22 @@ def test_value_mse_benchmark_resumes_after_a_kill_and_ends_with_the_same_file(tm
     assert side["complete"] and side["resumed_rows"] == 39
 
 
+def test_value_mse_benchmark_with_nothing_left_to_run_keeps_its_file_and_provenance(tmp_path, capsys):
+    bench = _load("value_mse")
+    out = tmp_path / "v.csv"
+    bench.main([*SMALL, "--out", str(out)])
+    side = tmp_path / "v.provenance.json"
+    meta = json.loads(side.read_text())
+    meta["provenance"]["git_commit"] = "made-by-an-earlier-commit"
+    side.write_text(json.dumps(meta))
+    before_csv, before_side = out.read_text(), side.read_text()
+    bench.run_one = lambda *a: pytest.fail("a finished file ran a row again")
+    rows = bench.main([*SMALL, "--out", str(out)])
+    assert out.read_text() == before_csv and side.read_text() == before_side
+    assert len(rows) == len(before_csv.splitlines()) - 1
+    assert "nothing left to run" in capsys.readouterr().out
+
+
 def test_value_mse_benchmark_measures_again_the_rows_whose_parameters_changed(tmp_path):
     bench = _load("value_mse")
     out = tmp_path / "v.csv"
