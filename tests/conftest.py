@@ -17,7 +17,6 @@ is in ``CORRUPTED_RUNS`` below and in the ``corrupted_runs_expected`` fixture)::
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 

@@ -1,6 +1,5 @@
 """Benchmarks stay runnable (no timing assertions: speed targets live in the printed tables)."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,15 +7,13 @@ import pytest
 import torch
 
 from lab import estimators
+import benchmark_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module.load(name)
 
 
 def test_estimator_speed_benchmark_runs_small(capsys):

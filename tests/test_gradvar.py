@@ -1,9 +1,7 @@
 """lab.gradvar and benchmarks/grad_variance.py: streamed gradients, error measures, snapshot copies, the benchmark."""
 
 import csv
-import importlib.util
 import math
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,15 +11,12 @@ from scipy import stats
 from lab import estimators, gradvar
 from lab.estimators import RewardBatch
 from lab.models.tiny import build_tiny_model, tiny_config
+import benchmark_module
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("grad_variance", ROOT / "benchmarks" / "grad_variance.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module.load("grad_variance")
 
 
 def _rollouts(n=6, seed=0):

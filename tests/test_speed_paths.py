@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -23,8 +20,8 @@ from lab.models import completion_logprobs, fast
 from lab.models.logprobs import position_ids_from_mask
 from lab.models.tiny import build_char_tokenizer, build_tiny_model, tiny_config
 from lab.rollout import HFBackend, SamplingParams
+import benchmark_module
 
-ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ["8*2=", "74+35=", "1+1=", "20-87="]
 
 
@@ -191,12 +188,7 @@ def test_trainer_recomputes_old_logprobs_only_with_several_updates_per_batch(tmp
 
 
 def _load_benchmark():
-    path = ROOT / "benchmarks" / "step_time_vs_trl.py"
-    spec = importlib.util.spec_from_file_location("step_time_vs_trl", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("step_time_vs_trl", mod)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module.load("step_time_vs_trl", register=True)
 
 
 @pytest.mark.slow

@@ -3,22 +3,17 @@ the label -> TrainConfig mapping, and resuming on tiny real runs."""
 
 import csv
 import doctest
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 
 from lab.config import TrainConfig
+import benchmark_module
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("time_to_accuracy", ROOT / "benchmarks" / "time_to_accuracy.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module.load("time_to_accuracy")
 
 
 tta = _load()

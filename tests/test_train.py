@@ -1,7 +1,6 @@
 """End-to-end training on the shipped tiny model: every estimator, every clipping rule,
 resume equality, kill -9 safety, NaN failure. Small sizes: each run is a few seconds."""
 
-import json
 import os
 import signal
 import subprocess
@@ -180,7 +179,6 @@ def test_kill_minus_nine_leaves_a_readable_interrupted_run_that_resumes_identica
 
 def test_nan_reward_fails_the_run_naming_step_and_sample_and_keeps_earlier_steps(tmp_path):
     from lab import tasks
-    from lab.tasks.base import Example
 
     base = tasks.get("arithmetic")
 

@@ -1,7 +1,6 @@
 """benchmarks/value_mse_real.py: statistics on hand-made rows, drift on series of known drift, resume on a tiny real run."""
 
 import csv
-import importlib.util
 import math
 from pathlib import Path
 
@@ -9,15 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
+import benchmark_module
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("value_mse_real", ROOT / "benchmarks" / "value_mse_real.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return benchmark_module.load("value_mse_real")
 
 
 bench = _load()
