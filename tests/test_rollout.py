@@ -189,6 +189,25 @@ def test_chunking_large_batches_gives_the_same_greedy_result(model, tok):
     assert torch.allclose(big.logprobs, small.logprobs, atol=1e-5)
 
 
+def test_default_chunks_are_sized_by_memory_and_a_tiny_budget_chunks_row_by_row(model, tok):
+    from lab.rollout.hf import rows_per_chunk
+
+    p = SamplingParams(n=8, max_new_tokens=8, seed=3)  # 32 sampled rows
+    seq = max(len(tok(x)["input_ids"]) for x in PROMPTS) + p.max_new_tokens
+    assert rows_per_chunk(model, seq, 2**30) >= 32  # the default budget holds every row of this call
+    default = HFBackend(model, tok).generate(PROMPTS, p)
+    one_chunk = HFBackend(model, tok, max_batch_size=32).generate(PROMPTS, p)
+    assert default.texts == one_chunk.texts and torch.equal(default.logprobs, one_chunk.logprobs)
+    # a budget below one row's KV cache: one row per chunk, the same draws as max_batch_size=1
+    by_row = HFBackend(model, tok, max_batch_bytes=1).generate(PROMPTS, p)
+    single = HFBackend(model, tok, max_batch_size=1).generate(PROMPTS, p)
+    assert by_row.texts == single.texts and torch.equal(by_row.logprobs, single.logprobs)
+    assert by_row.texts != default.texts  # chunking decides which draw goes to which row
+    for bad in ({"max_batch_size": 0}, {"max_batch_bytes": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            HFBackend(model, tok, **bad)
+
+
 def test_seed_makes_sampling_reproducible(backend):
     p = SamplingParams(n=4, max_new_tokens=8, seed=7)
     a, b = backend.generate(PROMPTS, p), backend.generate(PROMPTS, p)
