@@ -25,6 +25,10 @@ FIELDS = ("lab_version", "git_commit", "git_dirty", "python", "torch", "transfor
           "torch_threads", "device", "platform", "created")
 
 _REPO = Path(__file__).resolve().parent.parent
+OUTPUTS = ("data/results", "data/sample_runs")
+"""Committed folders the benchmarks and scripts write into: changes there do not make ``git_dirty``
+true (a sweep rewriting its own results file would otherwise mark every row it writes dirty);
+``git_dirty`` says whether the *code and data that make* the numbers differ from ``git_commit``."""
 
 
 def _git(*args: str) -> str | None:
@@ -50,7 +54,7 @@ def _static() -> dict:
     commit = _git("rev-parse", "HEAD") if (_REPO / ".git").exists() else None
     dirty = None
     if commit is not None:
-        status = _git("status", "--porcelain", "--untracked-files=no")
+        status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){d}" for d in OUTPUTS))
         dirty = bool(status) if status is not None else None
     return {
         "lab_version": lab.__version__,

@@ -31,3 +31,31 @@ def test_collect_names_the_git_commit_in_a_checkout():
 
 def test_cpu_model_is_a_nonempty_string():
     assert isinstance(provenance.cpu_model(), str) and provenance.cpu_model()
+
+
+def test_git_dirty_ignores_the_results_and_sample_runs_the_benchmarks_write(tmp_path, monkeypatch):
+    def git(*a):
+        subprocess.run(["git", "-C", str(tmp_path), *a], check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    for d in provenance.OUTPUTS:
+        (tmp_path / d).mkdir(parents=True)
+        (tmp_path / d / "f.csv").write_text("a\n1\n")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(provenance, "_REPO", tmp_path)
+
+    def dirty():
+        provenance._static.cache_clear()
+        return provenance._static()["git_dirty"]
+
+    try:
+        assert dirty() is False
+        for d in provenance.OUTPUTS:  # a sweep rewriting its own results file
+            (tmp_path / d / "f.csv").write_text("a\n2\n")
+        assert dirty() is False
+        (tmp_path / "code.py").write_text("x = 2\n")  # the code that makes the numbers changed
+        assert dirty() is True
+    finally:
+        provenance._static.cache_clear()
