@@ -16,9 +16,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -100,6 +102,10 @@ def serve(roots: Sequence[str], port: int = DEFAULT_PORT, host: str = DEFAULT_HO
         return 2
     print(f"lab app: dashboard on {url(host, port)} (runs: {', '.join(roots)}); Ctrl-C stops it", flush=True)
     proc = start(roots, port, host)
+    # SIGTERM (a service manager, a test's terminate()) stops the dashboard like Ctrl-C does: without
+    # this the streamlit child outlived `lab app` and kept its port
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGTERM, _interrupt) if main else None
     try:
         return proc.wait()
     except KeyboardInterrupt:
@@ -110,6 +116,13 @@ def serve(roots: Sequence[str], port: int = DEFAULT_PORT, host: str = DEFAULT_HO
             proc.kill()
         print("lab app: stopped", flush=True)
         return 0
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, old)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def command_text(roots: Sequence[str], port: int | None = None, host: str | None = None) -> str:

@@ -74,3 +74,8 @@ def test_lab_app_serves_the_dashboard_and_prints_its_url(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+    # `lab app` took its streamlit child down with it: the port is free again
+    deadline = time.time() + 15
+    while not applaunch.port_free(port) and time.time() < deadline:
+        time.sleep(0.2)
+    assert applaunch.port_free(port), "the dashboard outlived lab app (SIGTERM not passed on)"
