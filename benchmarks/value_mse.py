@@ -701,7 +701,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ap.error(f"--warmup: expected 0 <= warmup < steps ({args.steps}), got {args.warmup}")
     settings = _settings(args, world)
     side = sidecar_path(args.out)
-    done = {}
+    done, before = {}, {}
     if args.out.exists() and not args.fresh:
         before = json.loads(side.read_text()) if side.exists() else {}
         if before.get("settings") != settings:
@@ -716,6 +716,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if args.out.exists():
             args.out.unlink()
+    todo = jobs(ROWS, tuple(args.group_sizes), tuple(args.reuses), range(args.seeds))
+    if before.get("complete") and done and all(k in done for k in todo):  # a finished file: its sidecar names who made the rows
+        print(f"nothing left to run: {args.out} and {side.name} (made at commit "
+              f"{before.get('provenance', {}).get('git_commit')}) are kept as they are")
+        rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
+                   done=done, world=world, progress=False)
+        print(table(rows))
+        return rows
     from lab.provenance import collect
 
     meta = {"settings": settings, "world": world, "provenance": collect(),
@@ -728,15 +736,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
     meta["levels"] = {"world": world_levels(world, steps=args.steps, warmup=args.warmup, seeds=range(args.seeds)),
                       "default_world": world_levels(default_world(), steps=args.steps, warmup=args.warmup,
                                                     seeds=range(args.seeds))}
-    todo = jobs(ROWS, tuple(args.group_sizes), tuple(args.reuses), range(args.seeds))
-    kept = json.loads(side.read_text()) if done and side.exists() else {}
-    if kept.get("complete") and all(k in done for k in todo):  # a finished file: its sidecar names who made the rows
-        print(f"nothing left to run: {args.out} and {side.name} (made at commit "
-              f"{kept.get('provenance', {}).get('git_commit')}) are kept as they are")
-        rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
-                   done=done, world=world, progress=False)
-        print(table(rows))
-        return rows
     side.write_text(json.dumps(meta, indent=1) + "\n")
     t0 = time.time()
     rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
