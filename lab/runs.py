@@ -117,7 +117,12 @@ def _jsonable(x: Any) -> Any:
 
 def append_jsonl(path: Path, record: dict) -> None:
     """Append one JSON line and fsync (a crash can tear only this last line)."""
-    _append_line(path, json.dumps(_jsonable(record), sort_keys=True) + "\n")
+    _append_line(path, _json_line(record))
+
+
+def _json_line(record: dict) -> str:
+    """``record`` as one line of metrics.jsonl (JSON-safe values, sorted keys)."""
+    return json.dumps(_jsonable(record), sort_keys=True) + "\n"
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -504,7 +509,7 @@ class RunWriter:
         atomic_write_json(f, out)
 
     def log_metrics(self, record: dict) -> None:
-        line = json.dumps(_jsonable(record), sort_keys=True) + "\n"  # now: the caller may change the dict
+        line = _json_line(record)  # now: the caller may change the dict
         self._submit(lambda: _append_line(self.path / "metrics.jsonl", line))
 
     def log_samples(self, step: int, df: pd.DataFrame) -> None:
