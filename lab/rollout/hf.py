@@ -217,9 +217,9 @@ class HFBackend:
             raise TypeError("prompts must be a list of strings, not one string")
         n = params.n
         prompt_seqs = tokenize_prompts(self.tokenizer, list(prompts))
-        rows = [seq for seq in prompt_seqs for _ in range(n)]  # N = len(prompts) * n
-        prompt_index = torch.arange(len(prompts)).repeat_interleave(n)  # (N,)
-        ids_all, mask_all = left_pad(rows, self.pad_id)  # (N, P)
+        prompt_index = torch.arange(len(prompts)).repeat_interleave(n)  # (N,), N = len(prompts) * n
+        ids_p, mask_p = left_pad(prompt_seqs, self.pad_id)  # (len(prompts), P): each prompt padded once
+        ids_all, mask_all = ids_p.repeat_interleave(n, 0), mask_p.repeat_interleave(n, 0)  # (N, P)
 
         n_pos = getattr(self.model.config, "n_positions", None)  # learned absolute positions (GPT-2)
         if n_pos is not None and ids_all.shape[1] + params.max_new_tokens > n_pos:
@@ -240,7 +240,7 @@ class HFBackend:
             chunk = self.max_batch_size or rows_per_chunk(
                 self.model, ids_all.shape[1] + params.max_new_tokens, self.max_batch_bytes
             )
-            for start in range(0, len(rows), chunk):
+            for start in range(0, ids_all.shape[0], chunk):
                 sl = slice(start, start + chunk)
                 t, lp, r = self._generate_chunk(ids_all[sl], mask_all[sl], params, generator, dev)
                 toks += t
