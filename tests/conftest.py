@@ -12,11 +12,22 @@ is in ``CORRUPTED_RUNS`` below and in the ``corrupted_runs_expected`` fixture)::
     broken/samples-truncated             samples/step_000001.parquet cut in half
     broken/latest-json-garbage           a real (micro-model) run whose checkpoints/latest.json is garbage
     broken/safetensors-truncated         a real run whose only checkpoint's model.safetensors is cut
+    broken/metrics-truncated             metrics.jsonl cut inside its 2nd line (1 row left, status says step 2)
+    broken/metrics-empty                 metrics.jsonl empty (status says step 2)
+    broken/status-wrong-type             status.json's step is the string "2"
+    broken/config-bad-type               config.json's seed is the string "zero"
+    broken/metrics-fifo                  metrics.jsonl is a FIFO nobody writes (a reader that opens it blocks)
+    broken/status-socket                 status.json is a Unix socket
+    broken/config-dev-zero               config.json is a symlink to /dev/zero (a reader that reads it never ends)
     empty/                               an empty folder (not a run)
+
+Never copy this root with ``shutil.copytree`` (it would read /dev/zero forever): build a new one.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 
@@ -38,7 +49,31 @@ CORRUPTED_RUNS = {
     "broken/samples-truncated": (None, "samples/step_000001.parquet"),
     "broken/latest-json-garbage": ("checkpoints/latest.json", "checkpoints/latest.json"),
     "broken/safetensors-truncated": (None, None),  # only --resume reads checkpoints: it names model.safetensors
+    "broken/metrics-truncated": ("metrics.jsonl", "metrics.jsonl"),
+    "broken/metrics-empty": ("metrics.jsonl", "metrics.jsonl: empty"),
+    "broken/status-wrong-type": ("status.json", "status.json: step"),
+    "broken/config-bad-type": ("config.json", "config.json: field seed"),
+    "broken/metrics-fifo": ("metrics.jsonl", "metrics.jsonl: is a FIFO"),
+    "broken/status-socket": ("status.json", "status.json: is a socket"),
+    "broken/config-dev-zero": ("config.json", "config.json: is a character device"),
 }
+METRICS_DAMAGE = ("broken/metrics-truncated", "broken/metrics-empty", "broken/metrics-fifo")
+"""Broken runs whose metrics rows are (partly) gone: every other one still loads all its rows."""
+
+
+def make_socket(path: Path) -> Path:
+    """A Unix socket file at ``path`` (bound through /proc/self/fd, so a long path is no problem)."""
+    import os
+    import socket
+
+    dfd = os.open(path.parent, os.O_RDONLY)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.bind(f"/proc/self/fd/{dfd}/{path.name}")
+    finally:
+        s.close()
+        os.close(dfd)
+    return path
 
 
 def _config(**kw) -> dict:
@@ -95,6 +130,27 @@ def build_corrupted_root(root: Path) -> Path:
     shutil.copytree(OLD_RUN, d)
     f = d / "checkpoints" / "step_000002" / "model.safetensors"
     f.write_bytes(f.read_bytes()[:1000])
+    d = write_good_run(b / "metrics-truncated")
+    data = (d / "metrics.jsonl").read_bytes()
+    first = data.index(b"\n") + 1
+    (d / "metrics.jsonl").write_bytes(data[: first + (data.index(b"\n", first) - first) // 2])
+    d = write_good_run(b / "metrics-empty")
+    (d / "metrics.jsonl").write_bytes(b"")
+    d = write_good_run(b / "status-wrong-type")
+    st = json.loads((d / "status.json").read_text())
+    (d / "status.json").write_text(json.dumps({**st, "step": str(st["step"])}))
+    d = write_good_run(b / "config-bad-type")
+    cfg = json.loads((d / "config.json").read_text())
+    (d / "config.json").write_text(json.dumps({**cfg, "seed": "zero"}))
+    d = write_good_run(b / "metrics-fifo")
+    (d / "metrics.jsonl").unlink()
+    os.mkfifo(d / "metrics.jsonl")
+    d = write_good_run(b / "status-socket")
+    (d / "status.json").unlink()
+    make_socket(d / "status.json")
+    d = write_good_run(b / "config-dev-zero")
+    (d / "config.json").unlink()
+    (d / "config.json").symlink_to("/dev/zero")
     (root / "empty").mkdir()
     return root
 

@@ -17,6 +17,8 @@ import pytest
 from lab import runs
 from lab.config import TrainConfig
 
+from conftest import METRICS_DAMAGE
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -246,7 +248,8 @@ def test_load_run_loads_what_is_readable_and_names_each_broken_file(corrupted_ru
             assert run.problems == [], n
         else:
             assert any(p.startswith(named) for p in run.problems), (n, run.problems)
-        assert len(run.metrics) >= 2, n  # the rest of the run still loads
+        if n not in METRICS_DAMAGE:
+            assert len(run.metrics) >= 2, n  # the rest of the run still loads
     trunc = runs.load_run(corrupted_runs_root / "broken/samples-truncated")
     assert sorted(trunc.samples["step"].unique()) == [0, 2]  # steps 0 and 2 load, step 1 is named
     assert trunc.config["estimator"] == "grpo"
