@@ -1,0 +1,175 @@
+"""The one reader and atomic writer of the results files in ``data/results/`` and their provenance.
+
+The dashboard, the notebooks, the docs generators and every benchmark read and write results
+through here, so a results file is defined by the benchmark that makes it and handled in one
+place. Each ``<name>.csv`` may have a ``<name>.provenance.json`` beside it (``lab.provenance``).
+Writes are atomic (a temp file renamed into place); appends (a resumable sweep writing a row
+as it finishes) go through :func:`append_rows`, and :func:`read_rows` skips a torn last line.
+
+>>> df = read("value_mse")
+>>> {"estimator", "group_size", "reuse", "seed", "value_mse"} <= set(df.columns)
+True
+>>> read("no_such_results")
+Traceback (most recent call last):
+...
+FileNotFoundError: no results file data/results/no_such_results.csv; make it with `make bench` (benchmarks/), or see data/results/ for what exists
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
+"""Where the committed results files live (``data/results/`` of the checkout)."""
+
+
+def path(name: str, root: str | Path | None = None) -> Path:
+    """The CSV path of results file ``name`` (with or without ``.csv``).
+
+    >>> path("value_mse").name
+    'value_mse.csv'
+    """
+    name = name[:-4] if name.endswith(".csv") else name
+    if not name or "/" in name or "\\" in name or name.startswith("."):
+        raise ValueError(f"results name must be a plain file name such as 'value_mse', got {name!r}")
+    return Path(root or RESULTS_DIR) / f"{name}.csv"
+
+
+def read(name: str, root: str | Path | None = None) -> pd.DataFrame:
+    """The results table ``name`` (e.g. ``"value_mse"``) as a DataFrame."""
+    p = path(name, root)
+    if not p.is_file():
+        shown = f"data/results/{p.name}" if root is None else str(p)
+        raise FileNotFoundError(f"no results file {shown}; make it with `make bench` (benchmarks/), or see data/results/ for what exists")
+    return pd.read_csv(p)
+
+
+def sidecar_path(csv_path: str | Path) -> Path:
+    """``<name>.provenance.json`` beside ``<name>.csv``.
+
+    >>> sidecar_path("data/results/value_mse.csv").name
+    'value_mse.provenance.json'
+    """
+    p = Path(csv_path)
+    return p.with_name(p.stem + ".provenance.json")
+
+
+def provenance(name: str, root: str | Path | None = None) -> dict:
+    """The provenance record written beside results file ``name`` ({} when there is none)."""
+    return read_sidecar(path(name, root))
+
+
+def read_sidecar(csv_path: str | Path) -> dict:
+    """The sidecar of the CSV at ``csv_path`` ({} when there is none)."""
+    p = sidecar_path(csv_path)
+    return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` atomically (temp file + rename): a reader sees the old file or the new one.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "x.txt"; write_text(p, "hi"); p.read_text()
+    'hi'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_sidecar(csv_path: str | Path, meta: dict) -> Path:
+    """Write the provenance record of the CSV at ``csv_path`` atomically; returns its path."""
+    p = sidecar_path(csv_path)
+    write_text(p, json.dumps(meta, indent=1) + "\n")
+    return p
+
+
+def write_csv(path: str | Path, rows: Iterable[dict], fieldnames: list[str]) -> None:
+    """Write a whole results file at once, atomically (a temp file renamed into place), so a
+    reader never sees half of it; columns not in ``fieldnames`` are left out.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"
+    >>> write_csv(p, [{"a": 1, "b": 2, "extra": 3}], ["a", "b"])
+    >>> p.read_text().splitlines()
+    ['a,b', '1,2']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def drop_torn_tail(path: str | Path) -> None:
+    """Cut an unfinished last line (a kill mid-write) so appends start on a fresh line.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"; _ = p.write_text("a\\n1\\n2"); drop_torn_tail(p); p.read_text()
+    'a\\n1\\n'
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def append_rows(path: str | Path, rows: Iterable[dict], fieldnames: list[str]) -> None:
+    """Append ``rows`` to a resumable results file (header first when the file is new or empty).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"
+    >>> append_rows(p, [{"a": 1}], ["a"]); append_rows(p, [{"a": 2}], ["a"]); p.read_text().splitlines()
+    ['a', '1', '2']
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
+        drop_torn_tail(path)
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+        f.flush()
+
+
+def read_rows(path: str | Path, types: dict | None = None) -> list[dict]:
+    """Rows of a results CSV as dicts of strings (``types`` converts named columns); an unfinished last line
+    (no newline: a kill mid-write) and rows that do not convert are skipped; a missing file gives [].
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"; _ = p.write_text("a,b\\n1,x\\n2")
+    >>> read_rows(p, {"a": int})
+    [{'a': 1, 'b': 'x'}]
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    import io
+
+    text = path.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # an unfinished last line (a kill mid-write)
+    out = []
+    with io.StringIO(text, newline="") as f:
+        for r in csv.DictReader(f):
+            if None in r.values() or None in r:  # a short (torn) line
+                continue
+            try:
+                out.append({**r, **{k: fn(r[k]) for k, fn in (types or {}).items()}})
+            except (TypeError, ValueError, KeyError):
+                continue
+    return out
