@@ -60,6 +60,8 @@ import sys
 import time
 from pathlib import Path
 
+from lab.analysis import docblocks, results
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "grad_variance.csv"
 DEFAULT_WORK = ROOT / "runs" / "grad_variance"
@@ -89,10 +91,8 @@ def fieldnames() -> list[str]:
 
 
 def read_rows(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    """Rows of an existing results file (``lab.analysis.results.read_rows``: empty when absent, a torn last line skipped)."""
+    return results.read_rows(path)
 
 
 def done_units(rows: list[dict], names: list[str]) -> set[tuple[int, int]]:
@@ -177,7 +177,7 @@ def load_reference(path: Path, key: dict, compute):
     """The cached reference at ``path`` when its settings match ``key``, else ``compute()`` (cached)."""
     import torch
 
-    from lab.gradvar import Reference
+    from lab.analysis.gradvar import Reference
 
     if path.is_file():
         d = torch.load(path, weights_only=True)
@@ -244,7 +244,8 @@ def run_unit(snap, sample, examples, ref, G: int, args, seed: int) -> list[dict]
     """All estimators at one (snapshot, G): ``args.batches`` batches, one summary row each."""
     import torch
 
-    from lab import estimators, gradvar
+    from lab import estimators
+    from lab.analysis import gradvar
 
     names = estimators.available()
     torch.manual_seed(seed)  # the sampler's global RNG: a rerun of this unit draws the same rollouts
@@ -309,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from lab import estimators, gradvar, provenance, tasks
+    from lab import estimators, provenance, tasks
+    from lab.analysis import gradvar
 
     torch.set_num_threads(args.threads)
     names = estimators.available()
@@ -374,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 DOCS = ROOT / "docs" / "estimators.md"
-DOCS_START, DOCS_END = "<!-- grad-variance:start -->\n", "\n<!-- grad-variance:end -->"
+DOCS_BLOCK = "grad-variance"
 NOT_RUN = "*Not yet run in full: run `python benchmarks/grad_variance.py`; this block is generated from its CSV.*"
 
 
@@ -419,9 +421,8 @@ def docs_block(rows: list[dict]) -> str:
 
 
 def write_docs(rows: list[dict], path: Path = DOCS) -> None:
-    doc = path.read_text(encoding="utf-8")
-    i, j = doc.index(DOCS_START) + len(DOCS_START), doc.index(DOCS_END)
-    path.write_text(doc[:i] + docs_block(rows) + doc[j:], encoding="utf-8")
+    """Regenerate the grad-variance block of ``path`` (``lab.analysis.docblocks``)."""
+    docblocks.write(path, DOCS_BLOCK, docs_block(rows))
 
 
 if __name__ == "__main__":

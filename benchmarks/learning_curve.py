@@ -28,6 +28,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from lab.analysis import results
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "learning_curve.csv"
 SEEDS = (0, 1, 2)
@@ -45,11 +47,8 @@ def fieldnames() -> list[str]:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of an existing results file (empty when there is none)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    """Rows of an existing results file (``lab.analysis.results.read_rows``: empty when absent, a torn last line skipped)."""
+    return results.read_rows(path)
 
 
 def done_seeds(rows: list[dict]) -> set[int]:

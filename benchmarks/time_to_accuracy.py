@@ -75,6 +75,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.analysis import results, stats
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere: `lab` is the checkout's
     sys.path.insert(0, str(ROOT))
@@ -230,23 +232,13 @@ def first_crossing(run_rows: list[dict], goal: float, window: int = WINDOW) -> t
 
 
 def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the 95% Student-t half-width t₀.₉₇₅(n − 1)·sd/√n (sample sd; nan for n < 2).
+    """``lab.analysis.stats.mean_ci95`` with the half-width rounded for the file.
 
-    >>> mean_ci([1.0, 2.0, 3.0])   # sd 1, t(2) = 4.303
-    (2.0, 2.4841)
-    >>> mean_ci([5.0])
-    (5.0, nan)
+    >>> mean_ci([1.0, 2.0, 3.0]), mean_ci([5.0])
+    ((2.0, 2.4841), (5.0, nan))
     """
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    m = sum(values) / n
-    if n < 2:
-        return m, math.nan
-    from scipy.stats import t
-
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
-    return m, round(float(t.ppf(0.975, n - 1)) * sd / math.sqrt(n), 4)
+    m, h = stats.mean_ci95(values)
+    return m, h if math.isnan(h) else round(h, 4)
 
 
 def ratio(value: float | None, reference: float | None) -> float | None:
@@ -316,11 +308,8 @@ def fieldnames() -> list[str]:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of an existing results file (empty when there is none)."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    """Rows of an existing results file (``lab.analysis.results.read_rows``: empty when absent, a torn last line skipped)."""
+    return results.read_rows(path)
 
 
 def done_runs(rows: list[dict]) -> set[tuple[str, int]]:
@@ -333,9 +322,7 @@ def done_runs(rows: list[dict]) -> set[tuple[str, int]]:
 
 
 def _write_all(path: Path, rows: list[dict], names: list[str]) -> None:
-    from lab.results import write_csv
-
-    write_csv(path, rows, names)
+    results.write_csv(path, rows, names)
 
 
 def _append(path: Path, row: dict, names: list[str]) -> None:

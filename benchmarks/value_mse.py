@@ -44,14 +44,11 @@ in docs/estimators.md are ``table(read_csv(...))``; a test keeps them in sync.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
-import csv
 import functools
 import inspect
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -60,7 +57,9 @@ from tqdm import tqdm
 
 from lab import estimators
 from lab.estimators import RewardBatch
-from lab.synthetic import DriftingBandit, PosteriorBaseline, posterior_mse_run, value_mse_run
+from lab.analysis import docblocks, results, specs, stats
+from lab.analysis.bandit import (DriftingBandit, PosteriorBaseline, fit_ballistic, msd_by_lag, posterior_mse_run,
+                                 probe_steps, stretch, value_mse_run, value_paths)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "value_mse.csv"
@@ -70,6 +69,60 @@ CALIBRATED_STEPS, CALIBRATED_WARMUP = 31, 3
 them equal), so the calibrated bandit is compared over the steps its drift was measured on."""
 DRIFT_RESULTS = "value_mse_real_drift"
 """The results file (``lab.results``) whose ``bandit_matched`` rows hold the fitted (trend, drift)."""
+LONG_OUT = ROOT / "data" / "results" / "value_mse_long.csv"
+DRIFT_FIT_OUT = ROOT / "data" / "results" / "value_mse_drift_fit.csv"
+LONG_STEPS, LONG_WARMUP = 300, 30
+"""``--long``: the world fitted to the real runs' drift at every lag (with its per-prompt trend term), stretched
+from their 31 steps to 300 (``lab.analysis.bandit.stretch``: the same value path, sampled 10× finer), so that KAE's
+h·t window spans tens of steps as in the paper; the first 30 steps are left out."""
+BASIS_M = (4, 8, 16, 32)
+BASIS_BETAS = {"mean": (1000.0,), "grid": (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 1000.0), "nomean": (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)}
+"""BASIS's β grids swept on the long bandit: the mean prior alone (β = 1000), the lab's default grid, the grid
+without the mean prior."""
+
+
+def long_cells() -> list[tuple[str, int, int]]:
+    """(label, G, J) of the long sweep: KAE at J ∈ {1, 4, 8, 10} against GRPO and RLOO (G = 2, 4), KRPO at
+    G ∈ {2, 4, 8, 12}, BASIS over m × β grids at G = 1 against REINFORCE++ and GRPO G = 8, and every floor."""
+    cells = []
+    for g in (2, 4):
+        for j in (1, 4, 8, 10):
+            kae = [f"kae(h={h})" for h in KAE_H] if j >= 8 else [KAE_DEFAULT]  # h is picked where it is judged
+            cells += [(lab, g, j) for lab in ("grpo", *(["rloo"] if j == 10 else []), *kae, f"{POSTERIOR}(reference=0)")]
+    for g in (2, 4, 8, 12):
+        cells += [("krpo", g, 1)] + ([("grpo", g, 1), (f"{POSTERIOR}(reference=0)", g, 1)] if g > 4 else [])
+    cells += [("reinforce_plus_plus", 1, 1), (BASIS_DEFAULT, 1, 1), (BASIS_ZERO, 1, 1), (BASIS_ALWAYS, 1, 1)]
+    for m in BASIS_M:
+        cells.append((f"{POSTERIOR}(reference={m})" if m != REFERENCE else POSTERIOR, 1, 1))
+        for betas in BASIS_BETAS.values():
+            cells.append((specs.format("basis", {"betas": betas, "reference": m}), 1, 1))
+    return list(dict.fromkeys(cells))
+
+
+def drift_target(root: Path | None = None) -> tuple[dict[int, tuple[float, float]], float | None]:
+    """The pooled real drift at every lag ({lag: (msd, mean change per step)}) and the real runs' mean V(1 − V)."""
+    df = results.read(DRIFT_RESULTS, root)
+    r = df[(df["source"].astype(str) == "real") & (df["rollouts_per_prompt"].astype(str) == "all")]
+    lv = real_levels(root)
+    return {int(x.lag): (float(x.msd), float(x.mean_change_per_step)) for x in r.itertuples()}, (lv or {}).get("mean_var")
+
+
+def fitted_world(root: Path | None = None) -> dict[str, float]:
+    """The (spread, trend, slope, drift) fitted to the real runs' drift at every lag and their level."""
+    target, level = drift_target(root)
+    return fit_ballistic(target, steps=CALIBRATED_STEPS, probe_every=3, level=level)
+
+
+def drift_fit_rows(world: dict, root: Path | None = None) -> list[dict]:
+    """The fit shown at every lag: real msd, the fitted world's and the random-walk calibration's (``bandit_matched``)."""
+    target, _ = drift_target(root)
+    ps = probe_steps(CALIBRATED_STEPS, 3)
+    fit = msd_by_lag(value_paths(world, ps, seeds=range(SEEDS)), ps)
+    rw = msd_by_lag(value_paths(calibrated_world(root), ps, seeds=range(SEEDS)), ps)
+    return [{"lag": k, "real_msd": round(t[0], 6), "fit_msd": round(fit[k][0], 6), "random_walk_msd": round(rw[k][0], 6),
+             "real_mean_change": round(t[1], 6), "fit_mean_change": round(fit[k][1], 6), **world} for k, t in target.items()]
+
+
 GROUP_SIZES = (1, 2, 4, 8, 16)
 REUSES = (1, 2, 4, 8, 10)
 FIELDS = ["estimator", "group_size", "reuse", "seed", "value_mse"]
@@ -113,7 +166,6 @@ def default_world() -> dict[str, float]:
 def calibrated_world(root: Path | None = None) -> dict[str, float]:
     """The (spread, trend, drift) fitted to the real runs' value drift (``value_mse_real_drift.csv``, source
     ``bandit_matched``); a clear error when that file or those rows are missing."""
-    from lab import results
 
     try:
         df = results.read(DRIFT_RESULTS, root)
@@ -135,7 +187,6 @@ def drift_summary(root: Path | None = None) -> dict:
 
     Kept in the calibrated file's sidecar, so its docs line stays true to the run it describes.
     """
-    from lab import results
 
     df = results.read(DRIFT_RESULTS, root)
     out = {}
@@ -170,7 +221,6 @@ def world_levels(world: dict, *, steps: int, warmup: int, seeds=range(SEEDS), n_
 
 def real_levels(root: Path | None = None) -> dict | None:
     """The same levels for the real runs' probe truth (``value_mse_real_truth.csv``, probe steps >= the runs' warmup)."""
-    from lab import results
 
     try:
         t = results.read("value_mse_real_truth", root)
@@ -188,29 +238,15 @@ def real_levels(root: Path | None = None) -> dict | None:
 
 # --- labels --------------------------------------------------------------------------------------
 def parse_label(label: str) -> tuple[str, dict, int]:
-    """``"basis(fallback=zero, reference=0)"`` -> ("basis", {"fallback": "zero"}, 0).
-
-    Values are Python literals where they parse (numbers, True/False), else strings.
+    """``"basis(fallback=zero, reference=0)"`` -> ("basis", {"fallback": "zero"}, 0): ``lab.analysis.specs.parse``
+    with the harness's own ``reference=N`` option split off.
 
     >>> parse_label("kae(h=0.5)")
     ('kae', {'h': 0.5}, 8)
     >>> parse_label("blend(decay=0.95, reference=0)")
     ('blend', {'decay': 0.95}, 0)
     """
-    name, _, rest = label.partition("(")
-    params: dict = {}
-    if rest:
-        if not rest.endswith(")"):
-            raise ValueError(f"label {label!r}: expected name(param=value, ...)")
-        for item in filter(None, (x.strip() for x in rest[:-1].split(","))):
-            key, eq, raw = item.partition("=")
-            if not eq:
-                raise ValueError(f"label {label!r}: {item!r} is not param=value")
-            try:
-                value = ast.literal_eval(raw.strip())
-            except (ValueError, SyntaxError):
-                value = raw.strip()
-            params[key.strip()] = value
+    name, params = specs.parse(label)
     reference = int(params.pop("reference", REFERENCE))
     return name, params, reference
 
@@ -261,7 +297,7 @@ def jobs(labels=ROWS, group_sizes=GROUP_SIZES, reuses=REUSES, seeds=range(SEEDS)
 
 def run(seeds: int = SEEDS, steps: int = 40, warmup: int = 10, group_sizes=GROUP_SIZES, reuses=REUSES, labels=ROWS,
         seed_list=None, progress: bool = True, out: Path | None = None, done: dict | None = None,
-        world: dict | None = None) -> list[dict]:
+        world: dict | None = None, cells: list[tuple[str, int, int]] | None = None) -> list[dict]:
     """Long-format rows (``FIELDS``); with ``out`` each row is appended to that CSV as it finishes.
 
     ``world``: the bandit's {"spread", "trend", "drift"} (default: its defaults). ``done`` maps (label, G, J, seed) to an already measured value (from a resumed file);
@@ -270,26 +306,19 @@ def run(seeds: int = SEEDS, steps: int = 40, warmup: int = 10, group_sizes=GROUP
     if not 0 <= warmup < steps:
         raise ValueError(f"warmup: expected 0 <= warmup < steps ({steps}), got {warmup}")
     done = done or {}
-    todo = jobs(labels, group_sizes, reuses, seed_list if seed_list is not None else range(seeds))
+    todo = (jobs(labels, group_sizes, reuses, seed_list if seed_list is not None else range(seeds)) if cells is None
+            else [(lab, g, j, s) for lab, g, j in cells for s in (seed_list if seed_list is not None else range(seeds))])
     rows = []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(one_thread())
-        f = writer = None
-        if out is not None:
-            new = not out.exists() or out.stat().st_size == 0
-            f = stack.enter_context(open(out, "a", newline=""))
-            writer = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                writer.writeheader()
+    with one_thread():
         for label, g, j, s in tqdm(todo, desc="value MSE", disable=not progress):
             key = (label, g, j, s)
             if key in done:
                 value = done[key]
             else:
                 value = run_one(label, g, j, s, steps, warmup, *([world] if world else []))
-                if writer is not None:
-                    writer.writerow(_csv_row({"estimator": label, "group_size": g, "reuse": j, "seed": s, "value_mse": value}))
-                    f.flush()
+                if out is not None:
+                    results.append_rows(out, [_csv_row({"estimator": label, "group_size": g, "reuse": j, "seed": s,
+                                                        "value_mse": value})], FIELDS)
             rows.append({"estimator": label, "group_size": g, "reuse": j, "seed": s, "value_mse": value})
     return rows
 
@@ -341,12 +370,6 @@ def _sees_own_reward(label: str, trials: int) -> bool:
 
 
 # --- statistics ---------------------------------------------------------------------------------
-def _t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1))
-
-
 def _by_key(rows: list[dict]) -> dict[tuple[str, int, int], dict[int, float]]:
     by: dict[tuple[str, int, int], dict[int, float]] = {}
     for r in rows:
@@ -355,9 +378,8 @@ def _by_key(rows: list[dict]) -> dict[tuple[str, int, int], dict[int, float]]:
 
 
 def ratio_ci(rows: list[dict], a: tuple[str, int, int], b: tuple[str, int, int]) -> tuple[float, float, float, int]:
-    """Paired ratio MSE_a / MSE_b: (mean over seeds of the per-seed ratio, 95% t-interval low, high, seeds).
-
-    ``a`` and ``b`` are (label, G, J); only seeds present in both count.
+    """Paired ratio MSE_a / MSE_b over seeds (``lab.analysis.stats.paired_ratio``: geometric mean of the per-seed
+    ratios, 95% interval on the log): (ratio, low, high, seeds). ``a`` and ``b`` are (label, G, J).
 
     >>> rows = [{"estimator": e, "group_size": 1, "reuse": 1, "seed": s, "value_mse": v}
     ...         for e, vs in (("x", [1.0, 2.0, 3.0]), ("y", [2.0, 4.0, 6.0])) for s, v in enumerate(vs)]
@@ -369,24 +391,16 @@ def ratio_ci(rows: list[dict], a: tuple[str, int, int], b: tuple[str, int, int])
     seeds = sorted(set(xa) & set(xb))
     if not seeds:
         raise KeyError(f"no common seeds for {a} and {b}")
-    q = [xa[s] / xb[s] for s in seeds]
-    n = len(q)
-    mean = sum(q) / n
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    sd = math.sqrt(sum((x - mean) ** 2 for x in q) / (n - 1))
-    half = _t95(n) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half, n
+    e = stats.paired_ratio([xa[s] for s in seeds], [xb[s] for s in seeds])
+    return e.value, e.low, e.high, len(seeds)
 
 
 def summarize(rows: list[dict]) -> dict[tuple[str, int, int], tuple[float, float]]:
     """(label, G, J) -> (mean over seeds, standard error over seeds)."""
     out = {}
     for key, per_seed in _by_key(rows).items():
-        v = list(per_seed.values())
-        mean = sum(v) / len(v)
-        se = math.sqrt(sum((x - mean) ** 2 for x in v) / (len(v) - 1) / len(v)) if len(v) > 1 else float("nan")
-        out[key] = (mean, se)
+        m, lo, hi, n = stats.mean_ci(list(per_seed.values()))
+        out[key] = (m, (hi - m) / stats.t_quantile(0.975, n - 1) if n > 1 else float("nan"))
     return out
 
 
@@ -512,7 +526,8 @@ def table(rows: list[dict]) -> str:
 
 
 DOCS = ROOT / "docs" / "estimators.md"
-CALIBRATED_MARKERS = ("<!-- value-mse-calibrated:start -->\n", "\n<!-- value-mse-calibrated:end -->")
+CALIBRATED_BLOCK = "value-mse-calibrated"
+"""The docs/estimators.md block (``lab.analysis.docblocks``) that ``--write-docs`` regenerates."""
 CALIBRATED_PLACEHOLDER = ("*Not yet run: `python benchmarks/value_mse.py --calibrated` (after `benchmarks/value_mse_real.py`); "
                           "this block is generated from its CSV and sidecar (`--write-docs`).*")
 
@@ -588,18 +603,10 @@ def calibrated_block(rows: list[dict] | None, meta: dict | None, default_rows: l
 
 def write_docs(out: Path = CALIBRATED_OUT, doc: Path = DOCS) -> str:
     """Replace the calibrated block of ``doc`` with :func:`calibrated_block` of ``out`` and its sidecar."""
-    side = sidecar_path(out)
     rows = read_csv(out) if out.exists() else None
-    meta = json.loads(side.read_text()) if side.exists() else None
+    meta = results.read_sidecar(out) or None
     block = calibrated_block(rows, meta, read_csv(DEFAULT_OUT) if DEFAULT_OUT.exists() else None)
-    text = doc.read_text(encoding="utf-8")
-    start, end = CALIBRATED_MARKERS
-    if start not in text or end not in text:
-        raise ValueError(f"{doc}: no {start.strip()} ... {end.strip()} markers; put both where the block should go")
-    i, k = text.index(start) + len(start), text.index(end)
-    tmp = doc.with_name(doc.name + ".tmp")
-    tmp.write_text(text[:i] + block + text[k:], encoding="utf-8")
-    tmp.replace(doc)
+    docblocks.write(doc, CALIBRATED_BLOCK, block)
     return block
 
 
@@ -609,32 +616,20 @@ def _csv_row(r: dict) -> dict:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    """The whole file at once, atomically (temp file + rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow(_csv_row(r))
-    tmp.replace(path)
+    """The whole file at once, atomically (``lab.analysis.results.write_csv``)."""
+    results.write_csv(path, [_csv_row(r) for r in rows], FIELDS)
+
+
+TYPES = {"group_size": int, "reuse": int, "seed": int, "value_mse": float}
 
 
 def read_csv(path: Path) -> list[dict]:
-    """Rows of a results file; a torn last line (an interrupted write) is skipped."""
-    out = []
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            try:
-                out.append({"estimator": r["estimator"], "group_size": int(r["group_size"]), "reuse": int(r["reuse"]),
-                            "seed": int(r["seed"]), "value_mse": float(r["value_mse"])})
-            except (TypeError, ValueError):
-                continue
-    return out
+    """Rows of a results file (``lab.analysis.results.read_rows``); a torn last line is skipped."""
+    return [{k: r[k] for k in FIELDS} for r in results.read_rows(path, TYPES)]
 
 
 def sidecar_path(out: Path) -> Path:
-    return out.with_name(out.stem + ".provenance.json")
+    return results.sidecar_path(out)
 
 
 def _settings(args, world: dict) -> dict:
@@ -644,13 +639,6 @@ def _settings(args, world: dict) -> dict:
     if world != default_world():
         out["world"] = world
     return out
-
-
-def _drop_torn_tail(path: Path) -> None:
-    """Cut an unfinished last line (a kill mid-write) so appends start on a fresh line."""
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -672,6 +660,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--spread", type=float, default=None, help=f"std of the initial logits (default {d['spread']})")
     ap.add_argument("--write-docs", action="store_true",
                     help="only regenerate the calibrated block of docs/estimators.md from its committed CSV and sidecar")
+    ap.add_argument("--long", action="store_true",
+                    help=f"the world fitted to the real drift at every lag, stretched to {LONG_STEPS} steps; the KAE J, KRPO "
+                         f"G = 12 and BASIS m × β rows (default --out {LONG_OUT.relative_to(ROOT)}; ~8 min on one core)")
+    ap.add_argument("--table", action="store_true", help="only print the tables of an existing --out (no run)")
     ap.add_argument("--calibrated", action="store_true",
                     help=f"take spread, trend and drift from the fit to the real runs' drift (data/results/{DRIFT_RESULTS}.csv, "
                          f"source=bandit_matched); default --out {CALIBRATED_OUT.relative_to(ROOT)}")
@@ -679,7 +671,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.write_docs:
         print(write_docs(args.out or CALIBRATED_OUT))
         return []
-    if args.calibrated:
+    if args.table:
+        out = args.out or (LONG_OUT if args.long else CALIBRATED_OUT if args.calibrated else DEFAULT_OUT)
+        print(table(read_csv(out)))
+        return read_csv(out)
+    cells = None
+    if args.long:
+        fit = fitted_world()
+        results.write_csv(DRIFT_FIT_OUT, drift_fit_rows(fit), ["lag", "real_msd", "fit_msd", "random_walk_msd",
+                          "real_mean_change", "fit_mean_change", "spread", "trend", "slope", "drift"])
+        world = stretch(fit, CALIBRATED_STEPS, LONG_STEPS)
+        cells = long_cells()
+        args.out = args.out or LONG_OUT
+        args.steps = args.steps or LONG_STEPS
+        args.warmup = args.warmup if args.warmup is not None else LONG_WARMUP
+    elif args.calibrated:
         if any(x is not None for x in (args.trend, args.drift, args.spread)):
             ap.error("--calibrated: takes spread, trend and drift from the fit; drop --trend/--drift/--spread, or drop --calibrated")
         try:
@@ -688,6 +694,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error(str(e))
     else:
         world = {**d, **{k: getattr(args, k) for k in d if getattr(args, k) is not None}}
+    world = {"slope": 0.0, **world} if args.long else world
     if world["drift"] < 0 or world["spread"] < 0:
         ap.error(f"--drift and --spread: expected >= 0, got drift={world['drift']}, spread={world['spread']}")
     args.out = args.out or (CALIBRATED_OUT if args.calibrated else DEFAULT_OUT)
@@ -700,51 +707,50 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not 0 <= args.warmup < args.steps:
         ap.error(f"--warmup: expected 0 <= warmup < steps ({args.steps}), got {args.warmup}")
     settings = _settings(args, world)
+    labels = ROWS if cells is None else list(dict.fromkeys(c[0] for c in cells))
     side = sidecar_path(args.out)
     done, before = {}, {}
     if args.out.exists() and not args.fresh:
-        before = json.loads(side.read_text()) if side.exists() else {}
+        before = results.read_sidecar(args.out)
         if before.get("settings") != settings:
             ap.error(f"--out: {args.out} was written with other settings ({before.get('settings')}); rerun with --fresh to "
                      f"overwrite it, or choose another --out")
-        _drop_torn_tail(args.out)
+        results.drop_torn_tail(args.out)
         # a row whose parameters resolve differently today (a changed default) is measured again
-        same = {lab for lab in ROWS if before.get("rows", {}).get(lab) == resolved_params(lab)}
+        same = {lab for lab in labels if before.get("rows", {}).get(lab) == resolved_params(lab)}
         done = {(r["estimator"], r["group_size"], r["reuse"], r["seed"]): r["value_mse"] for r in read_csv(args.out)
                 if r["estimator"] in same}
     else:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         if args.out.exists():
             args.out.unlink()
-    todo = jobs(ROWS, tuple(args.group_sizes), tuple(args.reuses), range(args.seeds))
+    todo = (jobs(ROWS, tuple(args.group_sizes), tuple(args.reuses), range(args.seeds)) if cells is None
+            else [(lab, g, j, s) for lab, g, j in cells for s in range(args.seeds)])
     if before.get("complete") and done and all(k in done for k in todo):  # a finished file: its sidecar names who made the rows
         print(f"nothing left to run: {args.out} and {side.name} (made at commit "
               f"{before.get('provenance', {}).get('git_commit')}) are kept as they are")
         rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
-                   done=done, world=world, progress=False)
+                   done=done, world=world, progress=False, cells=cells)
         print(table(rows))
         return rows
     from lab.provenance import collect
 
     meta = {"settings": settings, "world": world, "provenance": collect(),
-            "rows": {lab: resolved_params(lab) for lab in ROWS}, "complete": False}
+            "rows": {lab: resolved_params(lab) for lab in labels}, "complete": False}
     if args.calibrated:
-        from lab import results
 
         meta["calibrated_from"] = {"file": f"data/results/{DRIFT_RESULTS}.csv", "drift": drift_summary(),
                                    "provenance": results.provenance(DRIFT_RESULTS), "real_levels": real_levels()}
     meta["levels"] = {"world": world_levels(world, steps=args.steps, warmup=args.warmup, seeds=range(args.seeds)),
                       "default_world": world_levels(default_world(), steps=args.steps, warmup=args.warmup,
                                                     seeds=range(args.seeds))}
-    side.write_text(json.dumps(meta, indent=1) + "\n")
+    results.write_sidecar(args.out, meta)
     t0 = time.time()
     rows = run(args.seeds, args.steps, args.warmup, group_sizes=tuple(args.group_sizes), reuses=tuple(args.reuses),
-               out=args.out, done=done, world=world)
+               out=args.out, done=done, world=world, cells=cells)
     write_csv(rows, args.out)  # canonical order, whatever was resumed
     meta.update(complete=True, elapsed_s=round(time.time() - t0, 1), resumed_rows=len(done))
-    tmp = side.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=1) + "\n")
-    os.replace(tmp, side)
+    results.write_sidecar(args.out, meta)
     print(f"\nValue MSE against the exact value (drifting bandit: trend {world['trend']}, drift {world['drift']}, "
           f"spread {world['spread']}; {args.seeds} seeds x {args.steps} steps, first {args.warmup} left out); "
           f"† the baseline sees the rollout's own reward:\n")

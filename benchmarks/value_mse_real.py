@@ -75,6 +75,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab.analysis import docblocks, results, stats
+
 import numpy as np
 import pandas as pd
 
@@ -211,32 +213,18 @@ def run_fieldnames() -> list[str]:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of a CSV (empty when absent); a torn last line (a kill mid-write) is dropped."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        path.write_bytes(data[: data.rfind(b"\n") + 1])
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+    """Rows of an existing results file (``lab.analysis.results.read_rows``: empty when absent, a torn last line skipped)."""
+    return results.read_rows(path)
 
 
 def append_rows(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
-    """Append rows (header first when the file is new or empty), flushed before returning."""
-    new = not path.is_file() or path.stat().st_size == 0
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerows(rows)
-        f.flush()
+    """Append rows (``lab.analysis.results.append_rows``)."""
+    results.append_rows(path, rows, fieldnames)
 
 
 def write_rows(path: Path, rows: list[dict], fieldnames: list[str]) -> None:
-    """The whole file at once, atomically (``lab.results.write_csv``)."""
-    from lab.results import write_csv
-
-    write_csv(path, rows, fieldnames)
+    """The whole file at once, atomically (``lab.analysis.results.write_csv``)."""
+    results.write_csv(path, rows, fieldnames)
 
 
 def done_runs(rows: list[dict], names: list[str], params: dict[str, str]) -> set[tuple[int, int, int]]:
@@ -263,25 +251,8 @@ def _key(r: dict) -> tuple[int, int, int]:
 
 
 # --- statistics -------------------------------------------------------------------------------------
-def _t95(n: int) -> float:
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1))
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t-interval (NaN with fewer than 2 values).
-
-    >>> m, h = mean_ci([1.0, 2.0, 3.0])  # sd 1, t(0.975, 2) = 4.303
-    >>> m, round(h, 4)
-    (2.0, 2.4841)
-    """
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, math.nan
-    sd = math.sqrt(sum((x - mean) ** 2 for x in values) / (n - 1))
-    return mean, _t95(n) * sd / math.sqrt(n)
+mean_ci = stats.mean_ci95
+"""(mean, 95% t half-width): ``lab.analysis.stats.mean_ci95``."""
 
 
 def baseline_of(estimator: str, g: int) -> str | None:
@@ -299,19 +270,8 @@ def baseline_of(estimator: str, g: int) -> str | None:
     return None
 
 
-def bootstrap_ratio(a: list[float], b: list[float], *, draws: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
-    """mean(a)/mean(b) and a 95% percentile interval, resampling a and b independently (unpaired runs).
-
-    >>> r, lo, hi = bootstrap_ratio([1.0, 1.0], [2.0, 2.0])
-    >>> r, lo, hi
-    (0.5, 0.5, 0.5)
-    """
-    rng = np.random.default_rng(seed)
-    a_, b_ = np.asarray(a, float), np.asarray(b, float)
-    ma = a_[rng.integers(0, len(a_), (draws, len(a_)))].mean(1)
-    mb = b_[rng.integers(0, len(b_), (draws, len(b_)))].mean(1)
-    q = ma / mb
-    return float(a_.mean() / b_.mean()), float(np.quantile(q, 0.025)), float(np.quantile(q, 0.975))
+bootstrap_ratio = stats.bootstrap_ratio
+"""mean(a)/mean(b) with a percentile-bootstrap interval (unpaired runs): ``lab.analysis.stats.bootstrap_ratio``."""
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -403,7 +363,7 @@ def bandit_truth(*, steps: int, probe_every: int, trend: float, drift: float, sp
     >>> t["step"].tolist(), bool((t[t.prompt_id == 0].truth.diff().dropna() == 0).all())
     ([0, 0, 3, 3], True)
     """
-    from lab.synthetic import DriftingBandit
+    from lab.analysis.bandit import DriftingBandit
 
     rows = []
     probe_steps = [s for s in range(steps) if s % probe_every == 0 or s == steps - 1]
@@ -471,7 +431,7 @@ def drift_table(truth_rows: list[dict], *, steps: int, probe_every: int, match: 
     """Drift of true values per lag: real runs (pooled, and per G) beside the bandit at its defaults
     (``lab.synthetic.DriftingBandit``'s trend and drift), measured the same way at the same probe
     steps, and (``match``) the bandit with the (trend, drift) that fits the pooled real drift."""
-    from lab.synthetic import DriftingBandit
+    from lab.analysis.bandit import DriftingBandit
 
     out = []
     if truth_rows:
@@ -542,7 +502,8 @@ def plot(summary: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-DOC_START, DOC_END = "<!-- value-mse-real:start -->", "<!-- value-mse-real:end -->"
+DOC_BLOCK = "value-mse-real"
+"""The docs/estimators.md block (``lab.analysis.docblocks``) this benchmark regenerates."""
 PLACEHOLDER = "*Not yet run in full: run `python benchmarks/value_mse_real.py`; this block is generated from its CSVs.*"
 
 
@@ -600,10 +561,8 @@ def write_docs(out: Path = DEFAULT_OUT, doc: Path = DOCS) -> str:
     files = paths(out)
     summary = read_rows(files["summary"]) or None
     drift = read_rows(files["drift"]) or None
-    text = doc.read_text(encoding="utf-8")
-    i, j = text.index(DOC_START) + len(DOC_START), text.index(DOC_END)
     block = docs_block(summary, drift)
-    doc.write_text(text[:i] + "\n" + block + "\n" + text[j:], encoding="utf-8")
+    docblocks.write(doc, DOC_BLOCK, block)
     return block
 
 

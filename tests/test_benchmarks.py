@@ -7,13 +7,15 @@ import pytest
 import torch
 
 from lab import estimators
-import benchmark_module
+import importlib
+
+from lab.analysis import docblocks
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load(name):
-    return benchmark_module.load(name)
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def test_estimator_speed_benchmark_runs_small(capsys):
@@ -51,7 +53,7 @@ def test_value_mse_benchmark_runs_small_and_writes_its_csv_and_provenance(tmp_pa
     assert side["rows"] == {label: bench.resolved_params(label) for label in bench.ROWS}
 
 
-def test_value_mse_benchmark_resumes_after_a_kill_and_ends_with_the_same_file(tmp_path):
+def test_value_mse_benchmark_resumes_after_a_kill_and_ends_with_the_same_file(tmp_path, monkeypatch):
     bench = _load("value_mse")
     whole, part = tmp_path / "whole.csv", tmp_path / "part.csv"
     bench.main([*SMALL, "--out", str(whole)])
@@ -60,7 +62,7 @@ def test_value_mse_benchmark_resumes_after_a_kill_and_ends_with_the_same_file(tm
     part.write_text("".join(lines[:40]) + lines[40][:7])  # killed while writing row 40
     calls = []
     real = bench.run_one
-    bench.run_one = lambda *a: (calls.append(a), real(*a))[1]
+    monkeypatch.setattr(bench, "run_one", lambda *a: (calls.append(a), real(*a))[1])
     bench.main([*SMALL, "--out", str(part)])
     assert part.read_text() == whole.read_text()
     assert len(calls) == len(lines) - 1 - 39  # only the rows that were missing ran again
@@ -68,7 +70,7 @@ def test_value_mse_benchmark_resumes_after_a_kill_and_ends_with_the_same_file(tm
     assert side["complete"] and side["resumed_rows"] == 39
 
 
-def test_value_mse_benchmark_with_nothing_left_to_run_keeps_its_file_and_provenance(tmp_path, capsys):
+def test_value_mse_benchmark_with_nothing_left_to_run_keeps_its_file_and_provenance(tmp_path, capsys, monkeypatch):
     bench = _load("value_mse")
     out = tmp_path / "v.csv"
     bench.main([*SMALL, "--out", str(out)])
@@ -77,14 +79,14 @@ def test_value_mse_benchmark_with_nothing_left_to_run_keeps_its_file_and_provena
     meta["provenance"]["git_commit"] = "made-by-an-earlier-commit"
     side.write_text(json.dumps(meta))
     before_csv, before_side = out.read_text(), side.read_text()
-    bench.run_one = lambda *a: pytest.fail("a finished file ran a row again")
+    monkeypatch.setattr(bench, "run_one", lambda *a: pytest.fail("a finished file ran a row again"))
     rows = bench.main([*SMALL, "--out", str(out)])
     assert out.read_text() == before_csv and side.read_text() == before_side
     assert len(rows) == len(before_csv.splitlines()) - 1
     assert "nothing left to run" in capsys.readouterr().out
 
 
-def test_value_mse_benchmark_measures_again_the_rows_whose_parameters_changed(tmp_path):
+def test_value_mse_benchmark_measures_again_the_rows_whose_parameters_changed(tmp_path, monkeypatch):
     bench = _load("value_mse")
     out = tmp_path / "v.csv"
     bench.main([*SMALL, "--out", str(out)])
@@ -95,7 +97,7 @@ def test_value_mse_benchmark_measures_again_the_rows_whose_parameters_changed(tm
     side.write_text(json.dumps(meta))
     calls = []
     real = bench.run_one
-    bench.run_one = lambda *a: (calls.append(a), real(*a))[1]
+    monkeypatch.setattr(bench, "run_one", lambda *a: (calls.append(a), real(*a))[1])
     bench.main([*SMALL, "--out", str(out)])
     assert {a[0] for a in calls} == {"kae(h=0.5)"} and len(calls) == 2 * 2 * 2  # G × J × seeds
     assert out.read_text() == before
@@ -236,7 +238,7 @@ def test_calibrated_runs_over_the_real_runs_horizon_and_the_committed_file_resum
 
 
 def test_calibrated_takes_the_world_fitted_to_the_real_drift(tmp_path, monkeypatch):
-    from lab import results
+    from lab.analysis import results
 
     bench = _load("value_mse")
     _drift_csv(tmp_path, trend=0.2, drift=0.4)
@@ -253,7 +255,7 @@ def test_calibrated_takes_the_world_fitted_to_the_real_drift(tmp_path, monkeypat
 
 
 def test_calibrated_without_a_fit_is_a_clear_error(tmp_path, monkeypatch, capsys):
-    from lab import results
+    from lab.analysis import results
 
     bench = _load("value_mse")
     monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
@@ -284,10 +286,9 @@ def test_world_levels_are_the_mean_of_the_bandits_values():
 def test_calibrated_block_in_the_docs_matches_the_committed_results():
     bench = _load("value_mse")
     doc = bench.DOCS.read_text()
-    start, end = bench.CALIBRATED_MARKERS
     side = json.loads(bench.sidecar_path(bench.CALIBRATED_OUT).read_text())
     want = bench.calibrated_block(bench.read_csv(bench.CALIBRATED_OUT), side, bench.read_csv(bench.DEFAULT_OUT))
-    assert doc[doc.index(start) + len(start) : doc.index(end)] == want, "run benchmarks/value_mse.py --write-docs"
+    assert docblocks.block(doc, bench.CALIBRATED_BLOCK) == want, "run benchmarks/value_mse.py --write-docs"
 
 
 def test_committed_calibrated_results_were_run_in_todays_fitted_world_and_reproduce():

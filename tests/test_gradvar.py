@@ -8,15 +8,15 @@ import pytest
 import torch
 from scipy import stats
 
+import importlib
+
 from lab import estimators, gradvar
+from lab.analysis import docblocks
 from lab.estimators import RewardBatch
 from lab.models.tiny import build_tiny_model, tiny_config
-import benchmark_module
-
-
 
 def _bench():
-    return benchmark_module.load("grad_variance")
+    return importlib.import_module("benchmarks.grad_variance")
 
 
 def _rollouts(n=6, seed=0):
@@ -194,14 +194,15 @@ def test_benchmark_quick_run_writes_rows_and_resumes(tmp_path, capsys):
 def test_the_docs_block_is_generated_from_the_committed_csv():
     bench = _bench()
     doc = bench.DOCS.read_text(encoding="utf-8")
-    block = doc[doc.index(bench.DOCS_START) + len(bench.DOCS_START): doc.index(bench.DOCS_END)]
+    block = docblocks.block(doc, bench.DOCS_BLOCK)
     assert block == bench.docs_block(bench.read_rows(bench.DEFAULT_OUT))  # regenerate: grad_variance.py --write-docs
 
 
 def test_write_docs_replaces_only_the_block(tmp_path):
     bench = _bench()
     doc = tmp_path / "d.md"
-    doc.write_text("before\n" + bench.DOCS_START + "old" + bench.DOCS_END + "\nafter\n", encoding="utf-8")
+    start, end = docblocks.markers(bench.DOCS_BLOCK)
+    doc.write_text("before\n" + start + "\nold\n" + end + "\nafter\n", encoding="utf-8")
     row = {"snapshot_step": "50", "estimator": "kae", "rollouts_per_prompt": "4", "rel_sq_error": "3.0",
            "rel_sq_error_ci95": "0.5", "rel_sq_error_best_scale": "0.8", "cosine": "0.41", "reference_rollouts": "8192",
            "reference_rel_sq_error": "0.02", "batches": "64", "batch_rollouts": "64"}

@@ -8,12 +8,12 @@ import math
 import pytest
 
 from lab.config import TrainConfig
-import benchmark_module
+import importlib
 
 
 
 def _load():
-    return benchmark_module.load("time_to_accuracy")
+    return importlib.import_module("benchmarks.time_to_accuracy")
 
 
 tta = _load()

@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-import benchmark_module
+import importlib
+
+from lab.analysis import docblocks
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load():
-    return benchmark_module.load("value_mse_real")
+    return importlib.import_module("benchmarks.value_mse_real")
 
 
 bench = _load()
@@ -210,8 +212,7 @@ def test_a_group_size_that_does_not_divide_the_rollouts_per_step_is_refused_nami
 
 def test_the_docs_section_is_generated_from_the_committed_results():
     doc = (ROOT / "docs" / "estimators.md").read_text()
-    start, end = bench.DOC_START + "\n", "\n" + bench.DOC_END
-    block = doc[doc.index(start) + len(start): doc.index(end)]
+    block = docblocks.block(doc, bench.DOC_BLOCK)
     files = bench.paths(bench.DEFAULT_OUT)
     if not files["summary"].is_file():
         assert block == bench.PLACEHOLDER
