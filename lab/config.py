@@ -41,6 +41,10 @@ RUN_NAME_MAX_BYTES = 255
 """Longest run name (UTF-8 bytes): a folder name on every common filesystem."""
 META_KEYS = ("format_version",)
 """Keys a saved config.json may hold besides the fields (the run format's version)."""
+MAX_REFERENCE_ROLLOUTS = 2**20
+"""Most reference-stage rollouts a run may ask for: reference_samples x (train_pool_size + probe prompts)."""
+MIN_REWARD_TIMEOUT_S = 1e-3
+"""Shortest reward time limit: below a millisecond no reward function (not even a string compare) finishes."""
 
 
 class ConfigError(UsageError):
@@ -101,6 +105,10 @@ class TrainConfig:
     """Keep a frozen copy of the initial model as reference (needed when kl_coef > 0)."""
     prompt_reuse: int = 1
     """Reuse each prompt for this many consecutive steps (KAE's setting J; 1 = fresh prompts every step)."""
+    train_pool_size: int = 0
+    """Train on a fixed pool of this many training prompts, cycled every epoch in a new order (0 = the task's whole train split)."""
+    reference_samples: int = 0
+    """Reference-stage samples per prompt (m): before step 0, m completions of every pool and probe prompt from the initial model, scored, for estimators that want a reference (BASIS's prior, BLEND's history); needs --train-pool-size; 0 = no reference stage."""
     temperature: float = 1.0
     """Sampling temperature of rollouts."""
     top_p: float = 1.0
@@ -109,6 +117,8 @@ class TrainConfig:
     """Maximum completion length in tokens."""
     rollout_backend: str = "hf"
     """Generation backend: hf (default) or vllm (GPU, optional install)."""
+    rollout_max_batch_bytes: int = 2**30
+    """Memory budget (bytes of KV cache and logits) that sizes the rollout backend's generation chunks (hf; 1 GiB); saved with the run because chunking decides which draw goes to which row."""
     probe_every: int = 10
     """Measure value probes every this many steps (0 disables); also at the last step."""
     probe_set: str = "fixed"
@@ -356,6 +366,7 @@ def validate(c: TrainConfig) -> None:
         _need(c.clip_delta_low < 1, "clip_delta_low", f"must be < 1 so the lower bound 1 - delta stays positive, got {c.clip_delta_low}")
     if c.clip_measure == "ratio" and c.clip_delta_low is None:
         _need(c.clip_delta < 1, "clip_delta", f"a ratio epsilon must be < 1 (lower bound 1 - eps > 0), got {c.clip_delta}")
+    _check_clip_bounds(c)
     num("dual_clip_c", 1, lo_open=True)
     _need(c.loss_agg in losses.AGG_MODES, "loss_agg", f"unknown mode {c.loss_agg!r}; choose one of {', '.join(losses.AGG_MODES)}")
     pos_int("rollouts_per_prompt")
@@ -372,9 +383,19 @@ def validate(c: TrainConfig) -> None:
     _need(c.kl_estimator in losses.available_kl(), "kl_estimator", f"unknown KL estimator {c.kl_estimator!r}; choose one of {', '.join(losses.available_kl())}")
     _need(c.kl_coef == 0 or c.use_ref_model, "kl_coef", "a KL penalty needs a reference model: add --use-ref-model or set --kl-coef 0")
     pos_int("prompt_reuse")
+    pos_int("train_pool_size", 0)
+    pos_int("reference_samples", 0)
+    if c.reference_samples:
+        _need(c.train_pool_size > 0, "reference_samples",
+              "a reference stage samples a fixed prompt pool; add --train-pool-size N (or set --reference-samples 0)")
+        total = c.reference_samples * (c.train_pool_size + (c.probe_prompts if c.probe_every and c.probe_set == "fixed" else 0))
+        _need(total <= MAX_REFERENCE_ROLLOUTS, "reference_samples",
+              f"{c.reference_samples} samples x {total // c.reference_samples} prompts = {total} reference rollouts, more than "
+              f"the cap of {MAX_REFERENCE_ROLLOUTS}; lower --reference-samples or --train-pool-size")
     num("temperature", 0, lo_open=True)
     num("top_p", 0, 1, lo_open=True)
     pos_int("max_new_tokens")
+    pos_int("rollout_max_batch_bytes")
     from lab import rollout
 
     _need(c.rollout_backend in rollout.available(), "rollout_backend", f"unknown backend {c.rollout_backend!r}; choose one of {', '.join(rollout.available())}")
@@ -390,6 +411,8 @@ def validate(c: TrainConfig) -> None:
     from lab.tasks.scoring import MAX_TIMEOUT_S
 
     num("reward_timeout_s", 0, lo_open=True)
+    _need(c.reward_timeout_s >= MIN_REWARD_TIMEOUT_S, "reward_timeout_s",
+          f"{c.reward_timeout_s:g} s is too short to score anything; give at least {MIN_REWARD_TIMEOUT_S:g} s (1 s is the default)")
     _need(c.reward_timeout_s <= MAX_TIMEOUT_S, "reward_timeout_s",
           f"must be at most {MAX_TIMEOUT_S:.4g} s (the platform's timer limit), got {c.reward_timeout_s:g}")
     pos_int("seed", 0)
@@ -405,3 +428,61 @@ def validate(c: TrainConfig) -> None:
               f"must not contain newlines or other control characters, got {c.run_name!r}")
         n = len(c.run_name.encode("utf-8", "surrogatepass"))
         _need(n <= RUN_NAME_MAX_BYTES, "run_name", f"is {n} bytes long; a folder name takes at most {RUN_NAME_MAX_BYTES}")
+
+
+def _check_clip_bounds(c: TrainConfig) -> None:
+    """The clip interval the loss will use must be finite and hold 1 strictly inside it:
+    ``--clip-measure kl3 --clip-delta 1e-17`` rounds to NaN bounds, kl1 at 1e-17 to [1, 1]."""
+    from lab import losses
+
+    try:
+        low, high = losses.clip_bounds(c.clip_measure, c.clip_delta, delta_low=c.clip_delta_low, delta_high=c.clip_delta_high)
+    except (ValueError, ArithmeticError) as e:
+        raise ConfigError(f"clip_delta: {e}") from None
+    ok = math.isfinite(low) and math.isfinite(high) and 0 <= low < 1 < high
+    _need(ok, "clip_delta", f"{c.clip_measure} at delta {c.clip_delta:g} gives the clip interval [{low!r}, {high!r}], "
+                            "not a finite interval around 1; give a larger --clip-delta")
+
+
+def config_warnings(c: TrainConfig) -> list[str]:
+    """Settings that are valid but probably not what was meant, one line each (``lab train``
+    prints them on stderr before the run starts and keeps them in status.json's ``notes``).
+
+    Behaviour is read from the registered estimators, never from their names: the class flag
+    ``wants_reference``, and whether an estimator has any baseline with one rollout per prompt
+    (probed on a tiny stream by ``_no_baseline_at_g1``).
+
+    >>> config_warnings(TrainConfig(reference_samples=4, train_pool_size=8, estimator="grpo", shadow_estimators=()))
+    ['reference_samples: 4 samples per prompt, but no estimator of this run (grpo) wants a reference; set --reference-samples 0 or add basis or blend']
+    """
+    from lab import estimators
+
+    out = []
+    names = [c.estimator, *c.shadow_names()]
+    wanting = [n for n in estimators.available() if getattr(estimators.ESTIMATORS.get(n), "wants_reference", False)]
+    if c.reference_samples and not any(n in wanting for n in names):
+        out.append(f"reference_samples: {c.reference_samples} samples per prompt, but no estimator of this run "
+                   f"({', '.join(names)}) wants a reference; set --reference-samples 0 or add {' or '.join(wanting)}")
+    if c.rollouts_per_prompt == 1:
+        blind = [n for n in names if _no_baseline_at_g1(n, c.estimator_params if n == c.estimator else {}, c.prompt_reuse)]
+        if blind:
+            fit = [n for n in estimators.available() if not _no_baseline_at_g1(n, {}, c.prompt_reuse)]
+            out.append(f"rollouts_per_prompt: with 1 rollout per prompt {', '.join(blind)} have no baseline (every baseline 0, "
+                       f"the advantage is the bare reward or 0); estimators that fit G = 1: {', '.join(fit)}")
+    return out
+
+
+def _no_baseline_at_g1(name: str, params: dict, reuse: int) -> bool:
+    """Does estimator ``name`` give all-zero baselines with one rollout per prompt? Probed on
+    two steps of a tiny stream (the same prompts again when ``reuse`` > 1), so an estimator
+    with memory or a batch-wide baseline counts as fitting."""
+    import torch
+
+    from lab import estimators
+
+    est = estimators.get(name, **params)
+    r = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    ids = torch.arange(6)
+    est(estimators.RewardBatch(r, ids, step=0))
+    out = est(estimators.RewardBatch(r.flip(0), ids if reuse > 1 else ids + 6, step=1))
+    return bool((out.baselines == 0).all())

@@ -14,7 +14,7 @@ import torch
 
 from lab import estimators, runs
 from lab.config import TrainConfig
-from lab.train import TrainingFailed, Trainer, train
+from lab.train import TrainingFailed, Trainer, records, setup, train
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = str(ROOT / "data" / "models" / "tiny-arith")
@@ -36,9 +36,9 @@ def _comparable(metrics: pd.DataFrame) -> pd.DataFrame:
 def test_one_training_step_changes_the_parameters(tmp_path):
     cfg = _cfg(tmp_path, steps=1, run_name="one")
     torch.manual_seed(cfg.seed)
-    tr = Trainer(cfg, tmp_path / "one")
-    before = [p.detach().clone() for p in tr.model.parameters()]
-    tr.writer = runs.RunWriter.create(tmp_path / "one", cfg.to_dict())
+    s = setup.load(cfg)
+    before = [p.detach().clone() for p in s.model.parameters()]
+    tr = Trainer(s, tmp_path / "one", runs.RunWriter.create(tmp_path / "one", cfg.to_dict()))
     tr.run()
     changed = [not torch.equal(a, b) for a, b in zip(before, tr.model.parameters())]
     assert any(changed)
@@ -136,10 +136,9 @@ def test_resumed_run_reproduces_the_uninterrupted_one(tmp_path):
 
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
-    tr = Trainer(cfg, run_dir)
-    tr.writer = runs.RunWriter.create(run_dir, cfg.to_dict())
-    tr.c = cfg.replace(steps=3)  # stops after step 2 (checkpoint at step 1; step 2 is logged but not checkpointed)
-    tr.run()
+    s = setup.load(cfg)
+    s.c = cfg.replace(steps=3)  # stops after step 2 (checkpoint at step 1; step 2 is logged but not checkpointed)
+    Trainer(s, run_dir, runs.RunWriter.create(run_dir, cfg.to_dict())).run()
     assert runs.load_run(run_dir).metrics["step"].tolist() == [0, 1, 2]
     resumed = runs.load_run(train(resume=run_dir))
     assert resumed.status["status"] == "finished"
@@ -258,21 +257,20 @@ def test_samples_frame_built_in_one_go_equals_the_column_by_column_frame():
     batch = estimators.RewardBatch(rewards, pids, step=5)
     adv = estimators.get("grpo")(batch)
     shadow = {name: estimators.get(name)(batch) for name in ("rloo", "kae", "basis")}
-    trainer = SimpleNamespace(c=SimpleNamespace(rollouts_per_prompt=g))
-    new = Trainer._samples_frame(trainer, 5, examples, out, rewards, pids, adv, shadow)
+    new = records.rollout_table(5, examples, out, rewards, pids, adv, shadow, g)
     old = _frame_column_by_column(g, 5, examples, out, rewards, pids, adv, shadow)
     pd.testing.assert_frame_equal(new, old, check_exact=True)
     assert list(new.columns)[-2:] == ["baseline__basis", "advantage__basis"]
 
 
 def test_background_writer_keeps_the_order_and_flush_puts_everything_on_disk(tmp_path, monkeypatch):
-    slow = runs._write_parquet
+    slow = runs.files.write_parquet
 
     def slow_parquet(path, df):  # a slow disk: the training thread gets ahead of the writer
         time.sleep(0.05)
         slow(path, df)
 
-    monkeypatch.setattr(runs, "_write_parquet", slow_parquet)
+    monkeypatch.setattr(runs.files, "write_parquet", slow_parquet)
     w = runs.RunWriter.create(tmp_path / "r", {"steps": 6})
     w.start_background(max_pending=2)
     for s in range(6):
@@ -287,14 +285,14 @@ def test_background_writer_keeps_the_order_and_flush_puts_everything_on_disk(tmp
 
 
 def test_a_failing_write_in_the_writer_thread_fails_the_run_with_every_earlier_step_on_disk(tmp_path, monkeypatch):
-    real = runs._write_parquet
+    real = runs.files.write_parquet
 
     def full_disk_at_step_3(path, df):
         if path.name == "step_000003.parquet":
             raise OSError(28, "No space left on device")
         real(path, df)
 
-    monkeypatch.setattr(runs, "_write_parquet", full_disk_at_step_3)
+    monkeypatch.setattr(runs.files, "write_parquet", full_disk_at_step_3)
     with pytest.raises(OSError, match="No space left"):
         train(_cfg(tmp_path, run_name="full", steps=6, shadow_estimators=("rloo",)))
     run = runs.load_run(tmp_path / "full")
