@@ -61,6 +61,15 @@ MAIN_FIELDS = (
 )
 """Fields shown first; every other field of TrainConfig is under "More settings"."""
 
+LAUNCHER_DEFAULTS = dict(steps=60, prompt_reuse=2, probe_every=2, probe_prompts=16, probe_samples=32, eval_every=5,
+                         checkpoint_every=10)
+"""Where the form starts (besides device, output_dir and quiet), chosen so the shadow estimators
+differ visibly in a short run on CPU: probes every 2 steps on a fixed prompt set (KAE's probe
+instance sees its previous probe: its window floor of 3 steps covers 2), each prompt reused
+for 2 steps (KAE and BLEND use their history in training too), 32 Monte-Carlo samples per
+probe prompt (a value-error standard error small enough to tell the estimators apart), 60
+steps. Every other field starts at ``TrainConfig``'s default."""
+
 PANELS = ("reward/mean", "eval/accuracy", "probe value MSE")
 """The live figure's three panels (columns)."""
 
@@ -228,9 +237,9 @@ class Launcher:
     """The launcher: ``display(Launcher().widget)`` in a notebook, or drive it by its methods.
 
     ``overrides`` set the form's starting values (e.g. ``Launcher(steps=20)``); by default
-    the form starts from TrainConfig's defaults with the device CUDA when present, else CPU,
-    output under the repository's ``runs/`` and ``quiet`` on (the child has no notebook cell
-    to draw a progress bar in).
+    the form starts from TrainConfig's defaults overridden by :data:`LAUNCHER_DEFAULTS`, with the
+    device CUDA when present, else CPU, output under the repository's ``runs/`` and ``quiet`` on
+    (the child has no notebook cell to draw a progress bar in).
 
     Attributes: ``fields`` (name -> input widget), ``figure`` (the live ``FigureWidget``),
     ``run_dir`` (the current or last run), ``history`` (list of (step, metrics) received).
@@ -241,7 +250,8 @@ class Launcher:
         unknown = set(overrides) - names
         if unknown:
             raise ConfigError(f"unknown config fields {sorted(unknown)}; valid fields: {', '.join(sorted(names))}")
-        start = {"device": default_device(), "output_dir": str(default_runs_dir()), "quiet": True, **overrides}
+        start = {**LAUNCHER_DEFAULTS, "device": default_device(), "output_dir": str(default_runs_dir()), "quiet": True,
+                 **overrides}
         self._hints = typing.get_type_hints(TrainConfig)
         docs = field_docs(TrainConfig)
         choices = _choices()
@@ -361,23 +371,33 @@ class Launcher:
         self.command.value = (f"Open it in the dashboard: <code>{dashboard_command(run_dir.parent)}</code>; "
                               f"resume from a shell: <code>lab train --resume {run_dir}</code>")
 
-    def stop(self, timeout: float = 120.0) -> str | None:
-        """Ask the run to end at the next step boundary (status ``interrupted``); wait for it.
+    def stop(self, timeout: float = 120.0, *, wait: bool = False) -> str | None:
+        """Ask the run to end at the next step boundary (status ``interrupted``) and return at once
+        (the Stop button: the kernel is never blocked); ``wait=True`` waits for the end.
 
-        Returns the run's status on disk. If the child does not finish within ``timeout``
-        seconds it is terminated (the run then reads as ``interrupted`` by liveness).
+        A watchdog thread terminates the child if it has not finished ``timeout`` seconds later
+        (the run then reads as ``interrupted`` by liveness). Returns the run's status on disk
+        (still ``running`` when not waiting and the step is not done yet).
         """
         if self._stop is None or self._proc is None:
             return None
         self._stop.set()
         self.status.value = "Stopping at the next step boundary ..."
-        self._proc.join(timeout)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(10)
-        if self._follower is not None:
-            self._follower.join(10)
+        proc, follower = self._proc, self._follower
+        watchdog = threading.Thread(target=self._end_child, args=(proc, follower, timeout), daemon=True)
+        watchdog.start()
+        if wait:
+            watchdog.join()
         return self.run_status()
+
+    @staticmethod
+    def _end_child(proc, follower, timeout: float) -> None:
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(10)
+        if follower is not None:
+            follower.join(10)
 
     def wait(self, *, min_steps: int | None = None, timeout: float = 600.0) -> bool:
         """Block until ``min_steps`` steps were received (or the run ended); True if reached.
@@ -391,6 +411,8 @@ class Launcher:
             if min_steps is not None and n >= min_steps:
                 return True
             if self._follower is None or not self._follower.is_alive():
+                if self._proc is not None:
+                    self._proc.join(10)  # the child sent its last word: let it exit
                 return min_steps is None or n >= min_steps
             time.sleep(0.1)
         return False

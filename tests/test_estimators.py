@@ -804,7 +804,8 @@ def test_kae_kernel_weights_follow_their_formulas(kernel):
 
 
 def test_kae_window_grows_as_h_times_step_but_a_fixed_width_does_not():
-    assert [KAE(h=0.2).window(t) for t in (1, 10, 100, 1000)] == [2.0, 2.0, 20.0, 200.0]  # floor min_width = 2
+    assert [KAE(h=0.2).window(t) for t in (1, 10, 100, 1000)] == [3.0, 3.0, 20.0, 200.0]  # default floor min_width = 3
+    assert [KAE(h=0.2, min_width=2.0).window(t) for t in (1, 10, 100, 1000)] == [2.0, 2.0, 20.0, 200.0]
     assert [KAE(width=4.0).window(t) for t in (1, 100, 1000)] == [4.0, 4.0, 4.0]
     # a reward 10 steps back: outside the window at step 20 (h·t = 4), inside at step 100 (h·t = 20)
     for t, h_base, fixed_base in ((20, 0.0, 0.0), (100, 1.0, 0.0)):

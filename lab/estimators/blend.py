@@ -99,13 +99,15 @@ class Blend(Estimator):
         self._hist.add(batch)
         self._hist.keep(self._hist.step >= self._hist.last_step - self.max_age)
 
-    def set_reference(self, prompt_ids: torch.Tensor, rewards: torch.Tensor, step: int = 0) -> None:
-        """Offline samples (e.g. from the reference model), remembered as history at ``step``.
+    def set_reference(self, prompt_ids: torch.Tensor, rewards: torch.Tensor) -> None:
+        """Offline samples (the trainer's reference stage: the starting policy's), remembered as
+        history at step 0, the same interface as every ``wants_reference`` estimator.
 
         They count like any earlier rollout of their prompts: weighted by ``decay`` with age,
-        drift-corrected, and forgotten after ``max_age`` steps.
+        drift-corrected, and forgotten after ``max_age`` steps (only earlier steps count, so
+        they inform step 1 on, not step 0 itself).
         """
-        self.observe(RewardBatch(torch.as_tensor(rewards, dtype=torch.float64), torch.as_tensor(prompt_ids), step=step))
+        self.observe(RewardBatch(torch.as_tensor(rewards, dtype=torch.float64), torch.as_tensor(prompt_ids), step=0))
 
     def _history(self, ids: torch.Tensor, step: int):
         """Per group (num,): decayed reward sum, decayed count and decayed step-weighted count."""

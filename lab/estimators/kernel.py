@@ -17,6 +17,16 @@ Reconstructed parts (the paper's exact equations were not available), each a par
 M as above; optional std normalisation (``std_norm``); the baseline when there is nothing
 to average (``empty_baseline``, default 0: the advantage is then the reward, as RLOO's
 singleton convention); the floor ``min_width`` that keeps step 0 and 1 meaningful.
+
+**The window's default (the paper's h is unknown).** h = 0.2 and ``min_width`` = 3 steps:
+window max(0.2 t, 3). The floor is 3, not 2, so that a caller two steps apart still sees its
+previous call: the launcher (``lab.widgets.LAUNCHER_DEFAULTS``) probes every 2 steps, and a
+probe instance of KAE sees only the probe steps; with a floor of 2 the earlier probe weighed
+K(2/2) = 0 until 0.2 t > 2 (step 10), so KAE's probe value error equalled RLOO's exactly.
+With 3 it weighs K(2/3) = 1/3 from the second probe on; with ``prompt_reuse`` J ≥ 2 the last
+two visits of a prompt weigh 2/3 and 1/3 (before: 1/2 and 0). Sparser callers (probes every
+P ≥ 3 steps, ``TrainConfig``'s default P = 10) are still blind until 0.2 t > P: give
+``--estimator-params '{"min_width": ...}'`` above P, or probe more often.
 """
 
 from __future__ import annotations
@@ -61,7 +71,8 @@ class KAE(Estimator):
             ``exponential`` (K(u) = rho^|u|).
         h: relative bandwidth; the window at step t is h·t steps (grows with t, as in the paper).
         width: a fixed window in steps instead of h·t (None: use h).
-        min_width: floor on the growing window, in steps, so early steps still look back.
+        min_width: floor on the growing window, in steps, so early steps still look back
+            (3: a caller two steps apart, the launcher's probes, still sees its last call).
         rho: base of the exponential kernel.
         cutoff: |u| beyond which gaussian/exponential weights count as 0 (keeps memory bounded).
         empty_baseline: the baseline when there is nothing to average (G = 1 and no history).
@@ -97,7 +108,7 @@ class KAE(Estimator):
         kernel: str = "triangular",
         h: float = 0.2,
         width: float | None = None,
-        min_width: float = 2.0,
+        min_width: float = 3.0,
         rho: float = 0.5,
         cutoff: float = 3.0,
         empty_baseline: float = 0.0,
