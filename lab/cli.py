@@ -4,18 +4,27 @@ Flags of ``lab train`` and ``lab pretrain`` are generated from their config data
 (``lab.config.TrainConfig``, ``lab.models.pretrain.PretrainConfig``): one line of help per
 field, the field's docstring.
 
-Errors: one handler in :func:`main` turns the lab's own error types (``lab.errors.LabError``:
-bad config values, files, run directories, model folders, devices) into one or two lines on
-stderr and exit code 2, with nothing written; a failed run exits 1; any other exception is a
-bug and keeps its traceback. ``lab train`` stops cleanly on Ctrl-C or SIGTERM at the next
-step boundary (checkpoint kept, status ``interrupted``, exit 130 / 143); a second signal
-stops at once.
+Errors: :func:`main` is the one place an exception becomes what the user sees: one line on
+stderr, ``lab <command>: error: ...`` or ``lab <command>: run failed: ...``, never a
+traceback (``LAB_TRACEBACK=1`` prints it too). The exit code (:func:`describe_failure`):
+
+* **2, refused**: the lab's input errors (``lab.errors.LabError``: config values, files, run
+  directories, model folders, devices, task files; nothing is written), a missing optional
+  package (``ImportError``, e.g. ``--rollout-backend vllm`` without vLLM) and unreadable model
+  weights (a truncated or empty ``model.safetensors``);
+* **1, failed**: a run that failed (``lab.errors.RunFailed``, ``TrainingFailed``: status
+  ``failed``), a full disk or any other ``OSError``, ``MemoryError``, torch's
+  ``RuntimeError`` s, and anything else (those also ask for a bug report);
+* **130 / 143**: Ctrl-C / SIGTERM. ``lab train`` stops cleanly at the next step boundary
+  (checkpoint kept, status ``interrupted``); a second signal stops at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
+import os
 import signal
 import sys
 import threading
@@ -113,7 +122,7 @@ def _runs_parser(sub) -> None:
     p = sub.add_parser("runs", help="list or show run directories")
     rs = p.add_subparsers(dest="runs_cmd", required=True)
     pl = rs.add_parser("list", help="one line per run under ROOT (broken runs too, with their problem)")
-    pl.add_argument("root", nargs="*", default=["runs"], help="folder(s) holding run directories (default: runs)")
+    pl.add_argument("root", nargs="*", default=None, help="folder(s) holding run directories (default: runs)")
     pl.set_defaults(func=_cmd_runs_list)
     ps = rs.add_parser("show", help="config, status and last metrics of one run")
     ps.add_argument("run_dir", help="a run directory")
@@ -127,8 +136,8 @@ LIST_COLUMNS = ["name", "status", "step", "estimator", "loss", "clip_measure", "
 def _cmd_runs_list(args) -> int:
     from lab.runs import list_runs
 
-    roots = args.root
-    df = list_runs(roots)
+    roots = args.root or ["runs"]
+    df = list_runs(roots, missing_ok=not args.root)  # a folder named on the command line must exist
     if df.empty:
         print(f"no runs under {', '.join(roots)}")
         return 0
@@ -158,14 +167,16 @@ def _cmd_runs_show(args) -> int:
 
     run = load_run(args.run_dir, samples=False, probes=False)  # a LabError naming the file is reported by main
     run.problems += check_step_files(run.path)
+    status = run.status if isinstance(run.status, dict) else {}
     print(f"run      {run.path}")
-    print(f"status   {run.status.get('status')} (step {run.status.get('step')})" + (f": {run.status['error']}" if run.status.get("error") else ""))
+    print(f"status   {status.get('status')} (step {status.get('step')})" + (f": {status['error']}" if status.get("error") else ""))
     print(f"format   {run.format_version}")
-    print("config   " + json.dumps(run.config, sort_keys=True))
-    for p in run.problems:
+    print("config   " + json.dumps(run.config, sort_keys=True, default=str))
+    for p in run.problems:  # whatever the reader found: wrong-typed files, empty metrics, torn lines ...
         print(f"problem  {p}")
-    if not run.metrics.empty:
-        last = run.metrics.iloc[-1].dropna()
+    metrics = getattr(run, "metrics", None)
+    if metrics is not None and not metrics.empty:
+        last = metrics.iloc[-1].dropna()
         print("last metrics:")
         for k, v in last.items():
             print(f"  {k:38s} {v:.6g}" if isinstance(v, float) else f"  {k:38s} {v}")
@@ -188,33 +199,92 @@ def _cmd_demo(args) -> int:
     return serve_or_print(demo_roots(args.output_dir))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lab", description="An interactive lab for RL with verifiable rewards.")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    _train_parser(sub)
-    _pretrain_parser(sub)
-    _runs_parser(sub)
-    _demo_parser(sub)
-    from lab.applaunch import add_parser as _app_parser
-
-    _app_parser(sub)
-    args = parser.parse_args(argv)
-    from lab.errors import LabError
-
+def _first_line(e: BaseException, limit: int = 400) -> str:
     try:
+        text = " ".join(str(e).split("\n")).strip()
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        text = ""
+    text = text or type(e).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_training_failed(e: BaseException) -> bool:
+    train_mod = sys.modules.get("lab.train")  # a run that failed (status failed, error recorded)
+    failed = getattr(train_mod, "TrainingFailed", None)
+    return isinstance(failed, type) and isinstance(e, failed)
+
+
+def describe_failure(e: BaseException) -> tuple[int, str]:
+    """``(exit code, "error: ..." or "run failed: ...")`` for an exception that escaped a command.
+
+    See the module docstring for the codes. ``SystemExit`` is not passed here (it is an exit).
+
+    >>> from lab.errors import UsageError
+    >>> describe_failure(UsageError("steps: must be an integer"))
+    (2, 'error: steps: must be an integer')
+    >>> describe_failure(OSError(errno.ENOSPC, "No space left on device"))[0]
+    1
+    """
+    from lab.errors import LabError, RunFailed
+
+    msg = _first_line(e)
+    if isinstance(e, KeyboardInterrupt):
+        return 130, "interrupted"
+    if isinstance(e, LabError):
+        return 2, f"error: {msg}"
+    if isinstance(e, RunFailed) or _is_training_failed(e):
+        return 1, f"run failed: {msg}"
+    if isinstance(e, ImportError):
+        return 2, f"error: a package this needs is missing: {msg}"
+    if type(e).__module__.split(".")[0] in ("safetensors", "safetensors_rust"):
+        return 2, f"error: model weights are not readable ({type(e).__name__}: {msg}); the file is truncated, empty or not safetensors"
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return 1, (f"run failed: the disk is full ({msg}); free some space, then `lab train --resume RUN_DIR` "
+                   "continues a run from its newest checkpoint")
+    if isinstance(e, OSError):
+        return 1, f"run failed: {type(e).__name__}: {msg}"
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return 1, (f"run failed: out of memory ({type(e).__name__}{': ' + msg if msg != type(e).__name__ else ''}); "
+                   "lower --prompts-per-step, --rollouts-per-prompt or --max-new-tokens")
+    return 1, (f"run failed: {type(e).__name__}: {msg} (unexpected; set LAB_TRACEBACK=1 to see where, "
+               "and please report it)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``lab ARGV``; return the exit code. Every exception becomes one line (see the module docstring)."""
+    prog = "lab"
+    try:
+        parser = argparse.ArgumentParser(prog="lab", description="An interactive lab for RL with verifiable rewards.")
+        sub = parser.add_subparsers(dest="cmd", required=True)
+        _train_parser(sub)
+        _pretrain_parser(sub)
+        _runs_parser(sub)
+        _demo_parser(sub)
+        from lab.applaunch import add_parser as _app_parser
+
+        _app_parser(sub)
+        args = parser.parse_args(argv)
+        prog = f"lab {args.cmd}"
         return int(args.func(args) or 0)
-    except LabError as e:  # the user's input: one or two lines, no traceback
-        print(f"lab {args.cmd}: error: {e}", file=sys.stderr)
-        return 2
+    except SystemExit:
+        raise  # argparse's usage errors and --help, or a command's own exit code
     except BrokenPipeError:  # e.g. `lab runs show RUN | head`: the reader left, nothing went wrong
-        sys.stderr.close()
+        try:
+            sys.stderr.close()
+        except OSError:
+            pass
         return 0
-    except Exception as e:
-        train_mod = sys.modules.get("lab.train")  # a run that failed (status failed, error recorded)
-        if train_mod is not None and isinstance(e, train_mod.TrainingFailed):
-            print(f"lab {args.cmd}: run failed: {e}", file=sys.stderr)
-            return 1
-        raise  # anything else is a bug: keep its traceback
+    except BaseException as e:  # noqa: BLE001 - the one place an exception meets the user
+        code, line = describe_failure(e)
+        if os.environ.get("LAB_TRACEBACK"):
+            import traceback
+
+            traceback.print_exc()
+        try:
+            print(f"{prog}: {line}", file=sys.stderr)
+        except (OSError, ValueError):  # stderr closed or full: the exit code still tells
+            pass
+        return code
 
 
 if __name__ == "__main__":

@@ -116,7 +116,20 @@ def _yaml_loader():
     import yaml
 
     class Loader(yaml.SafeLoader):
-        pass
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: set = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue  # `<<: *defaults` then overriding a key is YAML's own idiom
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        if key in seen:
+                            raise DuplicateKey(key, key_node.start_mark.line + 1)
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: SafeLoader reports it below
+                        pass
+            return super().construct_mapping(node, deep=deep)
 
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:float",
@@ -126,12 +139,38 @@ def _yaml_loader():
     return Loader
 
 
+class DuplicateKey(ValueError):
+    """A key given twice in one mapping of a config file (``key``, 1-based ``line`` or None)."""
+
+    def __init__(self, key, line: int | None = None):
+        super().__init__(key, line)
+        self.key, self.line = key, line
+
+
+def _unique_pairs(pairs: list) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _json_line_of_key(text: str, key: str) -> int | None:
+    """The line of the second ``"key":`` in JSON text (for the error message), or None."""
+    import re
+
+    hits = [m.start() for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    return text.count("\n", 0, hits[1]) + 1 if len(hits) > 1 else None
+
+
 def load_config_file(path: str | Path) -> dict:
     """Read a JSON or YAML config file into a dict (keys may use - or _).
 
     Raises ``lab.errors.UsageError`` naming the file (and the line) for a missing file, text
-    that is not UTF-8, malformed JSON/YAML, YAML python tags (never executed), or a file that
-    is not a mapping.
+    that is not UTF-8, malformed JSON/YAML, YAML python tags (never executed), a key given
+    twice in one mapping (JSON and YAML would silently keep the last; also ``max-new-tokens``
+    beside ``max_new_tokens``), or a file that is not a mapping.
     """
     import yaml
 
@@ -149,6 +188,10 @@ def load_config_file(path: str | Path) -> dict:
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
             data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        except DuplicateKey as e:
+            raise UsageError(f"--config: {path} line {e.line}: key {e.key!r} is given twice; keep one") from None
+        except RecursionError:
+            raise UsageError(f"--config: {path}: YAML nested too deeply to read") from None
         except yaml.constructor.ConstructorError as e:
             where = f" line {e.problem_mark.line + 1}" if e.problem_mark else ""
             raise UsageError(f"--config: {path}{where}: tag {e.problem.split()[-1] if e.problem else ''} is not allowed; "
@@ -159,12 +202,24 @@ def load_config_file(path: str | Path) -> dict:
             raise UsageError(f"--config: {path}{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     else:
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_pairs)
+        except DuplicateKey as e:
+            line = _json_line_of_key(text, e.key)
+            where = f" line {line}" if line else ""
+            raise UsageError(f"--config: {path}{where}: key {e.key!r} is given twice; keep one") from None
+        except RecursionError:
+            raise UsageError(f"--config: {path}: JSON nested too deeply to read") from None
         except json.JSONDecodeError as e:
             raise UsageError(f"--config: {path} line {e.lineno} column {e.colno}: not valid JSON ({e.msg})") from None
     if not isinstance(data, dict):
         raise UsageError(f"--config: {path} must hold a mapping of field names to values, got {type(data).__name__}")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    out: dict = {}
+    for k, v in data.items():
+        name = str(k).replace("-", "_")
+        if name in out:
+            raise UsageError(f"--config: {path}: field {name!r} is given twice (as {k!r} and another spelling); keep one")
+        out[name] = v
+    return out
 
 
 def build_config(cls: type, args: argparse.Namespace, file_values: dict | None = None):
