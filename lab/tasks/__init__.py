@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from lab.tasks.base import SPLITS, TASKS, Example, Task, TaskBase, stable_prompt_id
 from lab.tasks import arithmetic, countdown, jsonl  # noqa: F401  (register the built-in tasks)
+from lab.tasks import partial_credit  # noqa: F401,E402  (arithmetic-partial: KRPO's {1, 0.5, 0.01, 0} rewards)
 
 __all__ = ["SPLITS", "TASKS", "Example", "Task", "TaskBase", "available", "get", "register", "stable_prompt_id"]
 

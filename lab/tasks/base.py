@@ -136,11 +136,17 @@ class TaskBase:
     Subclasses set ``name``, ``stop`` (strings at which generation may stop) and
     ``params`` (the constructor arguments, JSON-serialisable) and implement
     ``examples`` and ``reward``.
+
+    ``stateless_reward = True`` promises that ``reward`` is a function of the completion,
+    the example and the task's state after construction only (it keeps nothing between
+    calls), so :func:`~lab.tasks.scoring.score` may run it on a copy of the task in a worker
+    process (:mod:`lab.tasks.sandbox`). A subclass that keeps state sets it to False.
     """
 
     name: str = ""
     stop: tuple[str, ...] = ()
     params: dict[str, Any] = {}
+    stateless_reward: bool = True
 
     def examples(self, split: str = "train", seed: int = 0) -> Iterator[Example]:  # pragma: no cover
         raise NotImplementedError

@@ -45,7 +45,7 @@ MAX_CHARS = 200
 MAX_NODES = 64
 MAX_DEPTH = 16
 _ALLOWED_CHARS = re.compile(r"[0-9+\-*/() \t]*")
-_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_OPEN, _CLOSE = "<answer>", "</answer>"
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 
 
@@ -69,10 +69,31 @@ def expression_of(completion: str) -> str:
     >>> expression_of("Thinking. <answer> (3+5)*7 = 56 </answer>")
     '(3+5)*7'
     """
-    tags = _ANSWER_TAG.findall(completion)
-    text = tags[-1] if tags else completion.split("\n", 1)[0]
+    tag = last_answer_tag(completion)
+    text = tag if tag is not None else completion.split("\n", 1)[0]
     text = text.split("<|endoftext|>", 1)[0]
     return text.split("=", 1)[0].strip()
+
+
+def last_answer_tag(text: str) -> str | None:
+    """The content of the last ``<answer>...</answer>`` (pairs taken left to right, as a lazy
+    regex would), or None. Linear in ``len(text)``: the regex ``<answer>(.*?)</answer>`` rescans
+    the rest of the text for every unclosed ``<answer>``, which is quadratic.
+
+    >>> last_answer_tag("<answer>1</answer> <answer><answer>2</answer> <answer>3")
+    '<answer>2'
+    >>> last_answer_tag("<answer>open") is None
+    True
+    """
+    found, pos = None, 0
+    while True:
+        start = text.find(_OPEN, pos)
+        if start < 0:
+            return found
+        end = text.find(_CLOSE, start + len(_OPEN))
+        if end < 0:
+            return found
+        found, pos = text[start + len(_OPEN):end], end + len(_CLOSE)
 
 
 def parse_expression(text: str, *, max_chars: int = MAX_CHARS, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH) -> Parsed:

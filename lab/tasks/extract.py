@@ -42,6 +42,8 @@ _NUMBER = re.compile(rf"(?<![\w.])(?:{_NUM})(?![\d])")
 _FULL_NUMBER = re.compile(rf"(?:{_NUM})")
 _FRAC = re.compile(r"^\\[dt]?frac\{([^{}]*)\}\{([^{}]*)\}$")
 _HASH = re.compile(r"####[ \t]*([^\n]*)")
+_BOXED = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_BRACE = re.compile(r"[{}]")
 
 
 def extract_boxed(text: str) -> str | None:
@@ -52,19 +54,34 @@ def extract_boxed(text: str) -> str | None:
     >>> extract_boxed(r"\boxed{unclosed") is None
     True
     """
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    starts = [m.end() - 1 for m in _BOXED.finditer(text)]  # index of each opening brace
+    if not starts:
+        return None
+    close = matching_braces(text)
     for start in reversed(starts):
-        depth, i = 1, start
-        while i < len(text):
-            c = text[i]
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-            i += 1
+        end = close.get(start)
+        if end is not None:
+            return text[start + 1:end].strip()
     return None
+
+
+def matching_braces(text: str) -> dict[int, int]:
+    """``{index of "{": index of its matching "}"}`` for every balanced pair, in one pass.
+
+    Linear in ``len(text)`` whatever the text (an earlier version rescanned the rest of the
+    text for every ``\\boxed{``: 8,000 unclosed ones took 23 s).
+
+    >>> matching_braces("{a{b}}{")
+    {2: 4, 0: 5}
+    """
+    stack: list[int] = []
+    out: dict[int, int] = {}
+    for m in _BRACE.finditer(text):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif stack:
+            out[stack.pop()] = m.start()
+    return out
 
 
 def extract_hash(text: str) -> str | None:
@@ -166,14 +183,15 @@ def answers_match(pred: str | None, ref: str | None, *, rel_tol: float = REL_TOL
 
     Numerically (``math.isclose`` with ``rel_tol=1e-6``, ``abs_tol=1e-9``) when both parse
     as numbers; else as strings, stripped and with runs of whitespace collapsed. ``None``
-    never matches.
+    and empty or whitespace-only text never match (not even each other), so an empty
+    completion can never score against an empty reference.
 
     >>> answers_match("18.0", "18"), answers_match("1,234", "1234"), answers_match("0.75", "3/4")
     (True, True, True)
-    >>> answers_match("18.001", "18"), answers_match(None, "18"), answers_match("Paris ", "Paris")
-    (False, False, True)
+    >>> answers_match("18.001", "18"), answers_match(None, "18"), answers_match("Paris ", "Paris"), answers_match("", " ")
+    (False, False, True, False)
     """
-    if pred is None or ref is None:
+    if pred is None or ref is None or not pred.strip() or not ref.strip():
         return False
     a, b = parse_number(pred), parse_number(ref)
     if a is not None and b is not None:
