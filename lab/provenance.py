@@ -56,6 +56,8 @@ def _static() -> dict:
     if commit is not None:
         status = _git("status", "--porcelain", "--untracked-files=no", "--", ".", *(f":(exclude){d}" for d in OUTPUTS))
         dirty = bool(status) if status is not None else None
+    else:  # a plain copy of a checkout (the GPU machine) or a wheel: the caller may name the commit
+        commit = os.environ.get("LAB_COMMIT") or None
     return {
         "lab_version": lab.__version__,
         "git_commit": commit,
@@ -83,7 +85,8 @@ def cpu_model() -> str:
 def collect(device: str | None = None) -> dict:
     """Provenance of the current process: a flat dict of JSON-safe values (keys :data:`FIELDS`).
 
-    ``git_commit``/``git_dirty`` are None outside a git checkout (an installed wheel);
+    ``git_commit``/``git_dirty`` are None outside a git checkout (an installed wheel, a plain
+    copy), except that ``git_commit`` then takes the environment variable ``LAB_COMMIT`` if set;
     ``git_dirty`` ignores untracked files. ``device`` is what the caller ran on (default
     ``"cpu"``, or ``"cuda:<name>"`` style strings the caller passes).
     """

@@ -59,3 +59,17 @@ def test_git_dirty_ignores_the_results_and_sample_runs_the_benchmarks_write(tmp_
         assert dirty() is True
     finally:
         provenance._static.cache_clear()
+
+
+def test_a_plain_copy_without_git_takes_its_commit_from_lab_commit(tmp_path, monkeypatch):
+    from lab import provenance
+
+    monkeypatch.setattr(provenance, "_REPO", tmp_path)  # no .git here: a plain copy of a checkout
+    for env, want in (({"LAB_COMMIT": "abc123"}, "abc123"), ({}, None)):
+        monkeypatch.delenv("LAB_COMMIT", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        provenance._static.cache_clear()
+        rec = provenance.collect()
+        assert rec["git_commit"] == want and rec["git_dirty"] is None
+    provenance._static.cache_clear()

@@ -25,8 +25,10 @@ from typing import Iterable
 
 import pandas as pd
 
-RESULTS_DIR = Path(__file__).resolve().parents[2] / "data" / "results"
-"""Where the committed results files live (``data/results/`` of the checkout)."""
+from lab.paths import resource_path
+
+RESULTS_DIR = resource_path("data/results")
+"""Where the committed results files live (``data/results/`` of the checkout, or of ``lab/_data`` in an installed wheel)."""
 
 
 def path(name: str, root: str | Path | None = None) -> Path:

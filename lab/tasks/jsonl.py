@@ -46,10 +46,11 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from lab.errors import TaskDataError, TaskFileNotFound
+from lab.paths import resource_path
 from lab.tasks.base import SPLITS, TASKS, Example, TaskBase, check_split, hash_split, stable_prompt_id
 from lab.tasks.extract import answers_match, extract_answer, extract_boxed, extract_hash, normalize_number, parse_number
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "data" / "tasks"
+DATA_DIR = resource_path("data/tasks")  # the checkout, or lab/_data in an installed wheel
 GSM8K_FIXTURE = DATA_DIR / "gsm8k_fixture.jsonl"
 GSM8K_TEMPLATE = "Question: {question}\nAnswer:"
 EXTRACTIONS = ("none", "gsm8k", "auto")
