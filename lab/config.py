@@ -201,7 +201,7 @@ def _matched(measure: str) -> float | None:
 
 def _normalize(c: TrainConfig) -> None:
     """The two normalisations (list -> tuple; a comma string for tuple fields) and clip_delta=None."""
-    hints = _hints()
+    hints = field_types()
     for f in dataclasses.fields(c):
         v = getattr(c, f.name)
         if typing.get_origin(hints[f.name]) is tuple:
@@ -218,7 +218,9 @@ def _normalize(c: TrainConfig) -> None:
 _HINTS: dict[str, Any] = {}
 
 
-def _hints() -> dict[str, Any]:
+def field_types() -> dict[str, Any]:
+    """Each TrainConfig field's declared type (resolved once): the one table the config's and
+    the run readers' type checks use."""
     if not _HINTS:
         _HINTS.update(typing.get_type_hints(TrainConfig))
     return _HINTS
@@ -310,7 +312,7 @@ def validate(c: TrainConfig) -> None:
     """Check every field; raise ConfigError naming the first bad field and how to fix it."""
     from lab import estimators, losses, tasks
 
-    hints = _hints()
+    hints = field_types()
     for f in dataclasses.fields(c):  # declared types first, so every later check sees the right type
         v, tp = getattr(c, f.name), hints[f.name]
         if f.name in ("clip_delta",) and v is None:

@@ -7,7 +7,8 @@
 - ``trainer.py``: the session's lifecycle (reference stage, steps, checkpoints, endings);
 - ``step.py``: one step, ``prompts -> rollouts -> rewards -> estimator (+ shadows) -> [probes]
   -> [eval] -> PPO epochs``, returned as a typed :class:`StepRecord`;
-- ``records.py``: a step as the run directory stores it (metric names, the samples table);
+- ``records.py``: the typed :class:`StepRecord` and how the run directory stores it (every
+  metric name, the samples table);
 - ``checkpoint.py``: save and restore (RNG states, estimator memories, the config beside it);
 - ``schedule.py``: which prompts each step trains on.
 
@@ -21,10 +22,10 @@ each step is on disk. Signal handlers belong to the caller (the CLI), never to `
 
 from .checkpoint import SAFE_EDITS
 from .errors import MAX_FAILED_REWARD_STEPS, TrainingFailed
+from .records import Scored, StepRecord
 from .schedule import PromptSchedule
 from .setup import Setup
 from .start import default_run_name, train
-from .step import Scored, StepRecord
 from .trainer import Trainer
 
 __all__ = ["MAX_FAILED_REWARD_STEPS", "SAFE_EDITS", "PromptSchedule", "Scored", "Setup", "StepRecord", "Trainer",

@@ -92,10 +92,13 @@ class CheckpointUnusable(Exception):
 @dataclass
 class Restored:
     """Where a resume starts: ``start_step`` (0 without a usable checkpoint), the wall seconds
-    the run had spent by then, and notes on what had to be worked around or was changed."""
+    the run had spent by then, how many steps just before it had every reward call fail (so
+    the failure limit counts across a restart), and notes on what had to be worked around or
+    was changed."""
 
     start_step: int = 0
     elapsed_base: float = 0.0
+    reward_failure_streak: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -115,7 +118,9 @@ def restore(s: Setup, run_dir: Path, *, allow_config_edits: bool = False) -> Res
         out.notes += changes
         if problems or out.notes:
             out.notes.append(f"resuming from checkpoints/{folder.name} (step {step})")
-        out.start_step, out.elapsed_base = step + 1, elapsed_until(run_dir, step)
+        history = metrics_until(run_dir, step)
+        out.start_step, out.elapsed_base = step + 1, elapsed_until(history)
+        out.reward_failure_streak = failure_streak(history, s.c.prompts_per_step * s.c.rollouts_per_prompt)
         return out
     if found:
         raise UsageError(f"--resume {run_dir}: no usable checkpoint: " + "; ".join(out.notes))
@@ -193,12 +198,33 @@ def first_line(e: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(e).__name__
 
 
-def elapsed_until(run_dir: Path, step: int) -> float:
-    """Wall seconds the run had spent up to ``step``: its logged ``time/elapsed_s``, or (runs
-    written before that metric) the sum of ``perf/step_time_s``."""
-    recs = [r for r in runs.read_metrics(run_dir).to_dict("records") if isinstance(r.get("step"), (int, float)) and r["step"] <= step]
+def metrics_until(run_dir: Path, step: int) -> list[dict]:
+    """The run's metrics lines of steps <= ``step``, in order."""
+    return [r for r in runs.read_metrics(run_dir).to_dict("records") if isinstance(r.get("step"), (int, float)) and r["step"] <= step]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def failure_streak(recs: list[dict], rollouts_per_step: int) -> int:
+    """How many of the last metrics lines had every reward call fail (``reward/errors`` = rollouts).
+
+    >>> failure_streak([{"reward/errors": 8}, {"reward/errors": 2}, {"reward/errors": 8}, {"reward/errors": 8}], 8)
+    2
+    """
+    n = 0
     for r in reversed(recs):
-        v = r.get("time/elapsed_s")
-        if isinstance(v, (int, float)) and math.isfinite(v):
-            return float(v)
-    return float(sum(r.get("perf/step_time_s") or 0.0 for r in recs if isinstance(r.get("perf/step_time_s"), (int, float))))
+        if not (_number(r.get("reward/errors")) and r["reward/errors"] >= rollouts_per_step):
+            break
+        n += 1
+    return n
+
+
+def elapsed_until(recs: list[dict]) -> float:
+    """Wall seconds the run had spent by the last of ``recs`` (metrics lines): its logged
+    ``time/elapsed_s``, or (runs written before that metric) the sum of ``perf/step_time_s``."""
+    for r in reversed(recs):
+        if _number(r.get("time/elapsed_s")):
+            return float(r["time/elapsed_s"])
+    return float(sum(r["perf/step_time_s"] for r in recs if _number(r.get("perf/step_time_s"))))

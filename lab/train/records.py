@@ -1,20 +1,60 @@
-"""A step's record as the run directory stores it: the metrics line and the samples table.
+"""A step's record (:class:`StepRecord`) and how the run directory stores it: the metrics
+line and the samples table.
 
 Every metric name the trainer writes is built here, in the order docs/metrics.md lists them
-(keep the two together). The per-step names are :data:`STEP_METRICS`; probe steps add
-``probe/*`` (``lab.probes.summarize``), eval steps ``eval/*``, and the training estimator's
+(keep the two together; ``tests/train/test_train_metric_names.py`` checks both ways). The
+per-step names are :data:`STEP_METRICS`; the update adds :func:`update_metrics`' names and
+the policy loss's own ``actor/*`` (``lab.losses.policy_loss``), probe steps add ``probe/*``
+(``lab.probes.summarize``), eval steps :data:`EVAL_METRICS`, and the training estimator's
 own diagnostics come as ``est/<key>``.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from lab import probes
+from lab.estimators import Advantages
 
-from .step import StepRecord
+
+@dataclass(frozen=True)
+class Scored:
+    """Rewards (N,) float64 of a batch of rollouts, how many reward calls failed (raised or
+    timed out: scored 0), their first messages, and whether every call failed."""
+
+    rewards: torch.Tensor
+    failed: int
+    messages: list[str]
+
+    @property
+    def all_failed(self) -> bool:
+        return self.rewards.numel() > 0 and self.failed == self.rewards.numel()
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """Everything one step produced (N = prompts × G rollouts, rows i·G.. of prompt i): the
+    rollout, rewards, advantages (training estimator and shadows), probes, evals, the update's
+    loss diagnostics and the step's timings (seconds)."""
+
+    step: int
+    examples: list  # the step's prompts
+    rollout: Any  # the backend's RolloutOutput
+    scored: Scored
+    prompt_ids: torch.Tensor  # (N,) long
+    advantages: Advantages  # the training estimator's
+    shadows: dict[str, Advantages]
+    zero_std_frac: float
+    probes: pd.DataFrame | None  # probe rows (probe steps), else None
+    evals: dict[str, float]  # EVAL_METRICS (eval steps), else {}
+    loss: dict[str, float]  # loss and actor diagnostics, averaged over minibatches
+    rollout_time_s: float
+    step_time_s: float
 
 STEP_METRICS = (
     "step", "reward/mean", "reward/accuracy", "reward/errors",
@@ -26,6 +66,28 @@ STEP_METRICS = (
 """Names on every metrics line (besides the loss's ``loss/*``, ``actor/*`` diagnostics)."""
 EVAL_METRICS = ("eval/accuracy", "eval/reward_mean", "eval/errors")
 """Names on eval steps (every ``eval_every`` steps and the last)."""
+
+
+def update_metrics(*, total: float, grad_norm: float, entropy: float, kl_ref: float | None = None) -> dict[str, float]:
+    """The trainer's own names for one optimizer step (beside the policy loss's ``actor/*``).
+
+    >>> update_metrics(total=0.5, grad_norm=1.0, entropy=2.0)
+    {'loss/total': 0.5, 'actor/grad_norm': 1.0, 'actor/entropy': 2.0}
+    """
+    out = {"loss/total": total, "actor/grad_norm": grad_norm, "actor/entropy": entropy}
+    if kl_ref is not None:
+        out["actor/kl_ref"] = kl_ref
+    return out
+
+
+def eval_metrics(rewards: torch.Tensor, errors: int) -> dict[str, float]:
+    """:data:`EVAL_METRICS` of the eval samples' rewards (N,) and the failed eval reward calls.
+
+    >>> eval_metrics(torch.tensor([1.0, 0.0, 0.5, 1.0]), 1)
+    {'eval/accuracy': 0.5, 'eval/reward_mean': 0.625, 'eval/errors': 1}
+    """
+    acc = float((rewards >= 1.0 - 1e-6).double().mean())
+    return dict(zip(EVAL_METRICS, (acc, float(rewards.mean()), errors)))
 
 
 def metrics(rec: StepRecord, *, elapsed_s: float, warmup_s: float, ref_rollouts: int, ref_time_s: float) -> dict:

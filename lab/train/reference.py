@@ -10,13 +10,15 @@ samples, the probe instances the probe prompts' (``probe_set="batch"``: the pool
 flag is read from the instance, never a name.
 
 The sampler draws from its own generator (seed ``seed + REFERENCE_SEED_OFFSET``), not the
-global RNG, so a resume that reuses the file (it never samples again) continues the exact
-random stream of the uninterrupted run.
+global RNG, so the training stream does not depend on the stage: a resume from a checkpoint
+reuses the file (never samples again; one that is missing, damaged or not of this run is
+refused, :func:`mismatch`), and a restart at step 0 draws the same samples again.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,13 +41,9 @@ class Reference:
         return len(self.frame)
 
 
-def wanted(trainer) -> bool:
-    """Does any estimator instance of the run want reference samples?"""
-    return any(getattr(e, "wants_reference", False) for _, _, e in trainer.s.estimator_instances())
-
-
 def sample(trainer) -> Reference:
-    """Draw and score m samples of each pool prompt and probe prompt (one backend call per split)."""
+    """Draw and score m samples of each pool prompt and probe prompt (one backend call per
+    split) with ``trainer``'s ``generate`` and ``rewards`` (a :class:`~lab.train.step.Stepper`)."""
     c, s = trainer.c, trainer.s
     t0 = time.perf_counter()
     parts = []
@@ -72,11 +70,38 @@ def sample(trainer) -> Reference:
     return Reference(frame, time.perf_counter() - t0)
 
 
-def apply(trainer, frame: pd.DataFrame) -> list[str]:
-    """``set_reference`` on every instance that wants it; returns "role/name" of each one fed."""
-    c = trainer.c
+def mismatch(s, frame: pd.DataFrame) -> str | None:
+    """Why ``frame`` is not what the reference stage of setup ``s`` draws (other prompts, another
+    ``reference_samples``), or None when it is.
+
+    >>> from types import SimpleNamespace as NS
+    >>> c = NS(reference_samples=2, probe_every=0, probe_set="fixed")
+    >>> s = NS(c=c, schedule=NS(pool=[NS(prompt_id=7), NS(prompt_id=9)]), probe_examples=[])
+    >>> f = pd.DataFrame({"split": ["train"] * 4, "prompt_id": [7, 7, 9, 9]})
+    >>> mismatch(s, f) is None
+    True
+    >>> print(mismatch(s, f.iloc[:3]))
+    its train samples (3 for 2 prompts) are not 2 samples of each of the run's 2 train prompts
+    """
+    c = s.c
+    want = {"train": [e.prompt_id for e in s.schedule.pool or []]}
+    if c.probe_every and c.probe_set == "fixed":
+        want["probe"] = [e.prompt_id for e in s.probe_examples]
+    for split in sorted(set(want) | set(frame["split"])):
+        ids = want.get(split, [])
+        got = Counter(frame.loc[frame["split"] == split, "prompt_id"].tolist())
+        if got != Counter({i: k * c.reference_samples for i, k in Counter(ids).items()}):
+            return (f"its {split} samples ({sum(got.values())} for {len(got)} prompts) are not {c.reference_samples} "
+                    f"samples of each of the run's {len(set(ids))} {split} prompts")
+    return None
+
+
+def apply(s, frame: pd.DataFrame) -> list[str]:
+    """``set_reference`` on every estimator instance of setup ``s`` whose class says
+    ``wants_reference`` (the flag, never a name); returns "role/name" of each one fed."""
+    c = s.c
     fed = []
-    for role, name, est in trainer.s.estimator_instances():
+    for role, name, est in s.estimator_instances():
         if not getattr(est, "wants_reference", False):
             continue
         split = "probe" if role == "probe" and c.probe_set == "fixed" else "train"

@@ -7,6 +7,8 @@ config on resume) happens before the first file is written.
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 import sys
 import threading
@@ -19,7 +21,7 @@ from lab import provenance, runs
 from lab.config import ConfigError, TrainConfig, config_warnings
 from lab.errors import UsageError
 
-from . import checkpoint, setup
+from . import checkpoint, reference, setup
 from .trainer import Trainer
 
 
@@ -71,10 +73,9 @@ def _new(config: TrainConfig, kw: dict) -> Path:
     checkpoint.seed_everything(config.seed)
     s = setup.load(config)  # model and task first: a bad model path writes nothing
     notes = _warn([*config_warnings(config), *s.warnings])
-    writer = runs.RunWriter.create(run_dir, config.to_dict())
-    writer.write_provenance(provenance.collect(device=_device_name(s.device)))
-    if notes:
-        writer.set_status("running", step=-1, notes=notes)
+    prov = provenance.collect(device=_device_name(s.device))
+    writer = runs.RunWriter.create(run_dir, config.to_dict())  # the first file written
+    _open(writer, prov, notes, step=-1)
     return Trainer(s, run_dir, writer, **kw).run()
 
 
@@ -87,19 +88,35 @@ def _resume(run_dir: Path, steps: int | None, allow_edits: bool, kw: dict) -> Pa
     if steps is not None and steps < start.start_step:
         raise ConfigError(f"steps: the run resumes after its checkpoint of step {start.start_step - 1}; "
                           f"give --steps {start.start_step} or more")
-    ref = _saved_reference(run_dir, config, start)
-    writer = runs.RunWriter.reopen(run_dir, from_step=start.start_step - 1)
-    writer.write_config(config.to_dict())
-    writer.write_provenance(provenance.collect(device=_device_name(s.device)))
+    ref = _saved_reference(run_dir, s, start)
+    prov = provenance.collect(device=_device_name(s.device))
+    writer = runs.RunWriter.reopen(run_dir, from_step=start.start_step - 1)  # the first file written
     for note in start.notes:  # warnings about damaged files: printed even with quiet
         print(f"lab train: note: {note}", file=sys.stderr)
-    if start.notes:
-        writer.set_status("running", step=start.start_step - 1, notes=start.notes)
+    _open(writer, prov, start.notes, step=start.start_step - 1, config=config.to_dict())
     if start.start_step >= config.steps:
         writer.set_status("finished", step=config.steps - 1)
         writer.close()
         return run_dir
-    return Trainer(s, run_dir, writer, start=start, reference_frame=ref, **kw).run()
+    return Trainer(s, run_dir, writer, start=start, reference=ref, **kw).run()
+
+
+def _open(writer: "runs.RunWriter", prov: dict, notes: list[str], *, step: int, config: dict | None = None) -> None:
+    """The session's first records: config.json (on resume: the new ``steps``), provenance,
+    notes. A failure here (a full disk) still ends the status as ``failed`` (``interrupted``
+    for Ctrl-C) and gives the lock back before it goes on."""
+    try:
+        if config is not None:
+            writer.write_config(config)
+        writer.write_provenance(prov)
+        if notes:
+            writer.set_status("running", step=step, notes=notes)
+    except BaseException as e:
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        with contextlib.suppress(OSError):
+            writer.set_status(status, step=step, error=f"opening the run: {type(e).__name__}: {e}")
+        writer.close()
+        raise
 
 
 def _saved_config(run_dir: Path, steps: int | None) -> TrainConfig:
@@ -115,19 +132,30 @@ def _saved_config(run_dir: Path, steps: int | None) -> TrainConfig:
     return config.replace(steps=steps) if steps is not None else config
 
 
-def _saved_reference(run_dir: Path, config: TrainConfig, start: checkpoint.Restored):
-    """The run's reference samples (reused, never drawn again). Missing or corrupt: refused once
-    the run has a checkpoint; before its first checkpoint the stage simply runs again (same
-    seed, same samples)."""
-    if not config.reference_samples:
+def _saved_reference(run_dir: Path, s: setup.Setup, start: checkpoint.Restored) -> reference.Reference | None:
+    """The run's reference samples, reused (never drawn again) once the run has a checkpoint:
+    a missing, damaged or foreign ``reference.parquet`` is then refused, naming it. Before the
+    first checkpoint the run restarts at step 0 and so does the stage (same seed, same samples)."""
+    if not s.c.reference_samples or start.start_step == 0:
         return None
     try:
-        return runs.read_reference(run_dir)
+        frame = runs.read_reference(run_dir)
     except runs.RunReadError as e:
-        if start.start_step > 0:
-            raise UsageError(f"--resume {run_dir}: {e}") from None
-        start.notes.append(f"{runs.REFERENCE_FILE}: not usable ({str(e).split(': ', 1)[-1][:80]}); the reference stage runs again")
-        return None
+        raise UsageError(f"--resume {run_dir}: {e}") from None
+    mismatch = reference.mismatch(s, frame)
+    if mismatch:
+        raise UsageError(f"--resume {run_dir}: {run_dir / runs.REFERENCE_FILE}: {mismatch}; it is not this run's file "
+                         "(restore it, or start a new run)")
+    return reference.Reference(frame, _logged(run_dir, "ref/time_s"))
+
+
+def _logged(run_dir: Path, key: str) -> float:
+    """``key`` of the first metrics line that has it as a finite number (0.0 when none does)."""
+    for r in runs.read_metrics(run_dir).to_dict("records"):
+        v = r.get(key)
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return float(v)
+    return 0.0
 
 
 def _warn(lines: list[str]) -> list[str]:

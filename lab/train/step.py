@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -23,42 +22,10 @@ from lab.estimators import Advantages, RewardBatch
 from lab.models import precision
 from lab.tasks.scoring import score
 
+from . import records
 from .errors import MAX_FAILED_REWARD_STEPS, TrainingFailed
+from .records import Scored, StepRecord
 from .setup import Setup
-
-
-@dataclass(frozen=True)
-class Scored:
-    """Rewards (N,) float64 of a batch of rollouts, how many reward calls failed (raised or
-    timed out: scored 0), their first messages, and whether every call failed."""
-
-    rewards: torch.Tensor
-    failed: int
-    messages: list[str]
-
-    @property
-    def all_failed(self) -> bool:
-        return self.rewards.numel() > 0 and self.failed == self.rewards.numel()
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """Everything one step produced (N = prompts × G rollouts, rows i·G.. of prompt i)."""
-
-    step: int
-    examples: list  # the step's prompts
-    rollout: Any  # the backend's RolloutOutput
-    scored: Scored
-    prompt_ids: torch.Tensor  # (N,) long
-    advantages: Advantages  # the training estimator's
-    shadows: dict[str, Advantages]
-    zero_std_frac: float
-    probes: pd.DataFrame | None  # probe rows (probe steps), else None
-    evals: dict[str, float]  # eval/* metrics (eval steps), else {}
-    loss: dict[str, float]  # loss and actor diagnostics, averaged over minibatches
-    rollout_time_s: float
-    step_time_s: float
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class Stepper:
@@ -66,8 +33,8 @@ class Stepper:
 
     s: Setup
     c: Any
-    current_step: int
-    _all_failed: int = 0  # consecutive steps in which every reward call failed
+    current_step: int  # the step being worked on (for error messages)
+    _all_failed: int  # consecutive steps in which every reward call failed (restored on resume)
 
     def sampling(self, n: int, seed: int | None = None) -> rollout.SamplingParams:
         """The run's sampling settings for ``n`` completions per prompt; ``seed`` gives the
@@ -147,13 +114,10 @@ class Stepper:
         truth = probes.estimate_values(sample_rewards, exs, c.probe_samples)
         return probes.value_errors(truth, prompt_index, baselines, step=step, prompt_ids=[e.prompt_id for e in exs])
 
-    def evaluate(self) -> tuple[dict[str, float], int]:
-        """Held-out accuracy (mean reward of ``eval_samples`` samples on each fixed eval prompt)
-        and the number of eval reward calls that failed."""
+    def evaluate(self) -> Scored:
+        """The rewards of ``eval_samples`` samples on each fixed eval prompt (held-out accuracy)."""
         exs = self.s.eval_examples
-        sc = self.rewards(exs, self.generate(exs, self.c.eval_samples))
-        r = sc.rewards
-        return {"eval/accuracy": float((r >= 1.0 - 1e-6).double().mean()), "eval/reward_mean": float(r.mean())}, sc.failed
+        return self.rewards(exs, self.generate(exs, self.c.eval_samples))
 
     def update(self, out, advantages: torch.Tensor) -> dict[str, float]:
         """PPO epochs over the step's rollouts; returns averaged loss diagnostics.
@@ -191,10 +155,10 @@ class Stepper:
         loss, diag = losses.policy_loss(logp, old, adv[mb_dev], m, c.loss, c.loss_agg, measure=c.clip_measure,
                                         delta=c.clip_delta, delta_low=c.clip_delta_low, delta_high=c.clip_delta_high,
                                         dual_clip_c=c.dual_clip_c)
+        kl = None
         if ref_logp is not None:
             kl = losses.agg_loss(losses.kl_penalty(logp, ref_logp[mb_dev].float(), c.kl_estimator), m, c.loss_agg)
             loss = loss + c.kl_coef * kl
-            diag["actor/kl_ref"] = float(kl.detach())
         if not torch.isfinite(loss):
             bad = (~torch.isfinite(logp) & m).any(1).nonzero()
             where = f"sample {int(mb[int(bad[0, 0])])}" if bad.numel() else "the loss itself"
@@ -205,10 +169,9 @@ class Stepper:
         if not torch.isfinite(gn):
             raise TrainingFailed(f"non-finite gradient norm ({float(gn)}); lower --lr (now {c.lr:g})")
         s.opt.step()
-        diag["actor/grad_norm"] = float(gn)
-        diag["actor/entropy"] = float((ent.detach().float() * m).sum() / m.sum().clamp(min=1))
-        diag["loss/total"] = float(loss.detach())
-        return diag
+        entropy = float((ent.detach().float() * m).sum() / m.sum().clamp(min=1))
+        return {**diag, **records.update_metrics(total=float(loss.detach()), grad_norm=float(gn), entropy=entropy,
+                                                 kl_ref=None if kl is None else float(kl.detach()))}
 
     def _check_weights(self) -> None:
         """Non-finite weights after the update end the run here, not as a sampling error next step."""
@@ -236,8 +199,8 @@ class Stepper:
             probe_df = self.run_probes(step, examples, out, baselines)
         evals: dict[str, float] = {}
         if c.eval_every and (step % c.eval_every == 0 or step == c.steps - 1):
-            evals, n_eval_err = self.evaluate()
-            evals["eval/errors"] = n_eval_err
+            ev = self.evaluate()
+            evals = records.eval_metrics(ev.rewards, ev.failed)
         diag = self.update(out, adv.advantages)
         self.s.backend.sync_weights(self.s.model)  # vLLM copies the new weights; hf shares the model (no-op)
         return StepRecord(step=step, examples=examples, rollout=out, scored=scored, prompt_ids=pids, advantages=adv,

@@ -1,6 +1,7 @@
 """Issue 21 classes 2-5 inside the loop: reward BaseExceptions, derived values, divergence, full disk, edited configs."""
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,28 @@ SMALL = dict(model=MODEL, rollouts_per_prompt=2, prompts_per_step=2, steps=2, ma
 
 def _cfg(tmp_path, **kw):
     return TrainConfig(**{**SMALL, "output_dir": str(tmp_path), **kw})
+
+
+@contextmanager
+def raising_reward_task(exc: BaseException):
+    """The arithmetic task with a reward function that raises ``exc``, registered while in use."""
+    base = tasks.get("arithmetic")
+
+    class Raising:
+        name = "raising_reward"
+        stop = getattr(base, "stop", ())
+
+        def examples(self, split="train", seed=0):
+            return base.examples(split, seed)
+
+        def reward(self, completion, example):
+            raise exc
+
+    tasks.register(Raising.name)(Raising)
+    try:
+        yield Raising.name
+    finally:
+        tasks.TASKS.unregister(Raising.name)
 
 
 @settings(max_examples=30, deadline=None)
@@ -53,24 +76,8 @@ def test_prompt_plus_max_new_tokens_beyond_the_models_positions_is_refused_befor
 @pytest.mark.parametrize("exc", [SystemExit(3), GeneratorExit(), type("Custom", (BaseException,), {})()],
                          ids=["SystemExit", "GeneratorExit", "custom"])
 def test_a_reward_raising_a_base_exception_fails_the_run_naming_it(tmp_path, exc):
-    base = tasks.get("arithmetic")
-
-    class Raising:
-        name = "raising_reward"
-        stop = getattr(base, "stop", ())
-
-        def examples(self, split="train", seed=0):
-            return base.examples(split, seed)
-
-        def reward(self, completion, example):
-            raise exc
-
-    tasks.register("raising_reward")(Raising)
-    try:
-        with pytest.raises(TrainingFailed, match=type(exc).__name__):
-            train(_cfg(tmp_path, task="raising_reward", run_name="r"))
-    finally:
-        tasks.TASKS.unregister("raising_reward")
+    with raising_reward_task(exc) as task, pytest.raises(TrainingFailed, match=type(exc).__name__):
+        train(_cfg(tmp_path, task=task, run_name="r"))
     st_ = runs.read_status(tmp_path / "r")
     assert st_["status"] == "failed" and type(exc).__name__ in st_["error"]
 
@@ -95,7 +102,30 @@ def test_a_full_disk_during_a_checkpoint_leaves_no_temporary_folder(tmp_path, mo
     with pytest.raises(OSError):
         train(_cfg(tmp_path, run_name="k"))
     assert list((tmp_path / "k" / "checkpoints").glob(".tmp_step_*")) == []
-    assert runs.read_status(tmp_path / "k")["status"] == "failed"
+    st_ = runs.read_status(tmp_path / "k")
+    assert st_["status"] == "failed" and st_["step"] == 1 == runs.last_logged_step(tmp_path / "k")
+    assert "No space left" in st_["error"]
+
+
+@pytest.mark.slow
+def test_a_failure_while_opening_the_run_leaves_status_failed_not_running(tmp_path, monkeypatch):
+    def full(self, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runs.RunWriter, "write_provenance", full)
+    with pytest.raises(OSError):
+        train(_cfg(tmp_path, run_name="o"))
+    st_ = runs.read_status(tmp_path / "o")
+    assert st_["status"] == "failed" and "No space left" in st_["error"] and st_["step"] == -1
+    assert not runs.lock_held(tmp_path / "o")  # the lock is given back
+
+
+@pytest.mark.slow
+def test_every_reward_call_failing_is_counted_across_a_resume(tmp_path):
+    with raising_reward_task(ValueError("broken")) as task:
+        d = train(_cfg(tmp_path, task=task, run_name="f"))  # 2 steps, every call failing: under the limit
+        with pytest.raises(TrainingFailed, match=r"^step 2: every reward call failed in 3 consecutive steps \(0 to 2\)"):
+            train(resume=d, steps=4)
 
 
 @pytest.mark.slow
@@ -117,10 +147,13 @@ def test_resume_refuses_an_edited_config_naming_the_fields_and_allows_only_safe_
 
 
 @pytest.mark.slow
-def test_a_stop_request_leaves_the_error_field_empty_and_says_so_in_message(tmp_path):
+def test_a_stop_request_leaves_the_error_field_empty_says_so_in_message_and_a_resume_clears_it(tmp_path):
     import threading
 
     stop = threading.Event()
     d = train(_cfg(tmp_path, run_name="s", steps=5), stop_event=stop, callback=lambda s, m: stop.set())
     st_ = runs.read_status(d)
     assert st_["status"] == "interrupted" and st_["error"] is None and "stopped on request" in st_["message"]
+    train(resume=d, steps=2)
+    st_ = runs.read_status(d)
+    assert st_["status"] == "finished" and "message" not in st_  # the stop's words belong to that status only
