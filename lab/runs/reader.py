@@ -12,14 +12,13 @@ from __future__ import annotations
 import os
 import socket
 import time
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import pandas as pd
 
-from lab.config import META_KEYS, TrainConfig, type_ok
+from lab.config import META_KEYS, field_types, type_ok
 
 from .checkpoints import checkpoint_candidates
 from .files import (
@@ -72,15 +71,6 @@ def is_run_dir(path: Path) -> bool:
 
 
 # --- config ----------------------------------------------------------------------------------------
-_FIELD_TYPES: dict[str, Any] = {}
-
-
-def _field_types() -> dict[str, Any]:
-    if not _FIELD_TYPES:
-        _FIELD_TYPES.update(typing.get_type_hints(TrainConfig))
-    return _FIELD_TYPES
-
-
 def _shown(v: Any) -> str:
     r = repr(v)
     return (r[:40] + "...") if len(r) > 40 else r
@@ -92,7 +82,7 @@ def config_problems(cfg: dict) -> list[str]:
     >>> config_problems({"lr": "fast", "seed": 3, "format_version": 1})
     ["config.json: field lr is 'fast' (str), not float"]
     """
-    types = _field_types()
+    types = field_types()
     out = []
     for k, v in cfg.items():
         if k in types and not type_ok(v, types[k]):
@@ -335,18 +325,17 @@ def _read_parquet(f: Path, label: str, *, footer_only: bool = False) -> tuple[pd
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if not os.path.lexists(f):
-        return None, None
-    prob = not_regular(f, label)
-    if prob:
+    fh, prob = open_regular(f, label)
+    if fh is None:
         return None, prob
-    try:
-        if footer_only:
-            pq.read_metadata(f)
-            return pd.DataFrame(), None
-        return pd.read_parquet(f), None
-    except (OSError, ValueError, pa.ArrowException) as e:
-        return None, _parquet_problem(f, label, e)
+    with fh:
+        try:
+            if footer_only:
+                pq.read_metadata(fh)
+                return pd.DataFrame(), None
+            return pd.read_parquet(fh), None
+        except (OSError, ValueError, pa.ArrowException) as e:
+            return None, _parquet_problem(f, label, e)
 
 
 def _read_step_files(folder: Path, steps: Sequence[int] | None = None, label: str = "") -> tuple[pd.DataFrame, list[str]]:

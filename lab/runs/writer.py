@@ -36,6 +36,9 @@ except ImportError:  # pragma: no cover - Windows
 
 HEARTBEAT_S = 10.0
 """How often a live writer refreshes ``status.json``'s ``updated``."""
+_PER_STATUS = ("status", "step", "error", "message")
+"""status.json keys that belong to one status: never carried into the next one (``notes`` is
+kept for the session, ``started`` for the run)."""
 
 
 def _busy_message(path: Path, st: dict) -> str:
@@ -122,13 +125,16 @@ class RunWriter:
         w = cls(path)
         w._lock_fd = _take_lock(path)
         prev, _ = raw_status(path)
-        w._status = {k: v for k, v in prev.items() if k not in ("status", "step", "error", "notes", "problem")}
+        w._status = {k: v for k, v in prev.items() if k not in (*_PER_STATUS, "notes", "problem")}
         w.truncate_after(from_step)
         w.set_status("running", step=from_step)
         return w
 
     def set_status(self, status: str, *, step: int, error: str | None = None, **extra: Any) -> None:
-        """Rewrite status.json now (after every queued step is on disk, in background mode)."""
+        """Rewrite status.json now (after every queued step is on disk, in background mode).
+
+        ``extra`` keys are written too: ``message`` (a normal ending's words, this status only),
+        ``notes`` (kept on every later status of the session)."""
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
         self.flush()
@@ -140,7 +146,7 @@ class RunWriter:
                 self._status = {k: v for k, v in raw_status(self.path)[0].items() if k not in ("notes", "problem")}
             now = time.time()
             rec = {
-                **{k: v for k, v in self._status.items() if k not in ("status", "step", "error")},
+                **{k: v for k, v in self._status.items() if k not in _PER_STATUS},
                 "status": status,
                 "step": step,
                 "error": error,
