@@ -20,7 +20,6 @@ from lab.models import completion_logprobs, fast
 from lab.models.logprobs import position_ids_from_mask
 from lab.models.tiny import build_char_tokenizer, build_tiny_model, tiny_config
 from lab.rollout import HFBackend, SamplingParams
-import benchmark_module
 
 PROMPTS = ["8*2=", "74+35=", "1+1=", "20-87="]
 
@@ -129,6 +128,35 @@ def test_unsupported_calls_fall_back_to_transformers():
     torch.testing.assert_close(lean_d(input_ids=ids).logits, want, atol=0, rtol=0)
 
 
+def test_lean_forward_takes_and_returns_the_cache_under_this_transformers_names():
+    # transformers 5.24 renamed forward(past_key_values=) and the output field to `cache`; the
+    # lean forward must speak whichever this environment has (5.10 in .venv-verl, 5.19 in
+    # .venv-vllm, 5.24 in .venv: make test-integrations runs this file in all three)
+    import dataclasses
+    import inspect
+
+    from transformers import DynamicCache
+    from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+
+    ref, lean = _pair()
+    kw = fast.cache_keyword(lean)
+    assert kw in inspect.signature(type(ref).forward).parameters and kw == fast.cache_keyword(ref)
+    field = "cache" if "cache" in {f.name for f in dataclasses.fields(CausalLMOutputWithCrossAttentions)} else "past_key_values"
+    ids = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]])
+    with torch.no_grad():
+        for name in ("cache", "past_key_values"):  # the lean forward accepts either name
+            cache = DynamicCache(config=lean.config)
+            out = lean(input_ids=ids, use_cache=True, **{name: cache})
+            assert getattr(out, field) is cache
+            nxt = lean(input_ids=ids[:, :1], use_cache=True, **{name: cache}).logits
+            want = ref(input_ids=torch.cat([ids, ids[:, :1]], 1)).logits[:, -1:]
+            torch.testing.assert_close(nxt, want, atol=1e-5, rtol=1e-5)
+        # an argument the lean path does not handle: transformers' forward gets the cache by its own name
+        cache = DynamicCache(config=lean.config)
+        out = lean(input_ids=ids, token_type_ids=torch.zeros_like(ids), use_cache=True, **{kw: cache})
+        assert getattr(out, field) is cache and cache.get_seq_length() == 4
+
+
 def test_accelerate_leaves_other_models_alone():
     lin = torch.nn.Linear(2, 2)
     assert fast.accelerate(lin) is lin and not fast.is_lean(lin)
@@ -188,7 +216,9 @@ def test_trainer_recomputes_old_logprobs_only_with_several_updates_per_batch(tmp
 
 
 def _load_benchmark():
-    return benchmark_module.load("step_time_vs_trl", register=True)
+    import importlib
+
+    return importlib.import_module("benchmarks.step_time_vs_trl")
 
 
 @pytest.mark.slow

@@ -15,7 +15,9 @@ It serves the two calls the lab makes, with exactly their conventions:
 * teacher-forced log-probs (:func:`lab.models.completion_logprobs`): the whole sequence
   in one call, ``attention_mask`` 2-D, ``position_ids`` given, ``logits_to_keep``;
 * KV-cached sampling (:mod:`lab.rollout.hf`): a transformers ``Cache`` passed as
-  ``cache=`` (or ``past_key_values=``), one new token per call; keys and values go through
+  ``cache=`` or ``past_key_values=`` (either name, on every transformers version: 5.24
+  renamed the argument and the output field from ``past_key_values`` to ``cache``;
+  :func:`cache_keyword` says which one this transformers uses), one new token per call; keys and values go through
   in preallocated buffers kept on that cache object (written in place, no concatenation
   per step; a cache that transformers already filled goes through ``cache.update``). The
   prefill (empty cache, several positions) runs each distinct row once: the G samples of
@@ -51,6 +53,7 @@ False
 
 from __future__ import annotations
 
+import functools
 import math
 from types import MethodType
 
@@ -116,6 +119,52 @@ def restore(model):
         del model.forward
         del model._lab_lean
     return model
+
+
+def cache_keyword(model=None) -> str:
+    """The name transformers' own ``forward`` of ``model`` takes its KV cache under.
+
+    ``"cache"`` from transformers 5.24 on, ``"past_key_values"`` before (5.10 to 5.23). Read
+    from the class's ``forward`` (not the instance's: an accelerated model's
+    :func:`lean_forward` accepts both). ``model=None`` asks GPT-2's.
+
+    >>> cache_keyword() in ("cache", "past_key_values")
+    True
+    """
+    if model is None:
+        from transformers import GPT2LMHeadModel as cls
+    else:
+        cls = type(model)
+    for name in ("cache", "past_key_values"):
+        if name in _forward_params(cls.forward):
+            return name
+    # a wrapper whose class forward names neither: ask the instance's
+    return "cache" if model is not None and "cache" in _forward_params(model.forward) else "past_key_values"
+
+
+def _forward_params(fn) -> frozenset:
+    import inspect
+
+    try:
+        return frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def _output_cache_field() -> str:
+    """The field of ``CausalLMOutputWithCrossAttentions`` that holds the cache (``cache`` from
+    transformers 5.24 on, ``past_key_values`` before).
+
+    >>> _output_cache_field() in ("cache", "past_key_values")
+    True
+    """
+    import dataclasses
+
+    from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
+
+    names = {f.name for f in dataclasses.fields(CausalLMOutputWithCrossAttentions)}
+    return "cache" if "cache" in names else "past_key_values"
 
 
 def _dropout_active(model) -> bool:
@@ -232,8 +281,9 @@ def lean_forward(
 
     Shapes: input_ids (B, L); attention_mask (B, past + L) 0/1; position_ids (B, L) or None
     (then ``past .. past + L - 1``, as in transformers) -> ``.logits`` (B, K, V) float, with
-    K = ``logits_to_keep`` (0 = all L positions). ``cache`` is updated in place and returned
-    as ``.cache`` when ``use_cache``.
+    K = ``logits_to_keep`` (0 = all L positions). ``cache`` (or ``past_key_values``: the same
+    argument under its pre-5.24 name) is updated in place and returned in the output's cache
+    field (``.cache`` on transformers >= 5.24, ``.past_key_values`` before) when ``use_cache``.
     """
     from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
@@ -253,7 +303,7 @@ def lean_forward(
         kw = dict(kwargs, input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
                   use_cache=use_cache, logits_to_keep=logits_to_keep)
         if cache is not None:
-            kw["cache"] = cache
+            kw[cache_keyword(self)] = cache
         return type(self).forward(self, **kw)
 
     c = self.config
@@ -316,7 +366,7 @@ def lean_forward(
         logits = logits[rows]  # back to one row per input row
     if kv is not None:
         kv.length = past + L
-    return CausalLMOutputWithCrossAttentions(logits=logits, cache=cache if use_cache else None)
+    return CausalLMOutputWithCrossAttentions(logits=logits, **{_output_cache_field(): cache if use_cache else None})
 
 
 def lean_active(model) -> bool:

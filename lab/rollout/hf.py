@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lab.models.fast import cache_keyword
 from lab.models.logprobs import _accepts, model_device, position_ids_from_mask
 from lab.rollout.base import (
     BACKENDS,
@@ -24,6 +25,7 @@ from lab.rollout.base import (
     SamplingParams,
     cut_at_stop,
     left_pad,
+    model_dims,
     tokenize_prompts,
 )
 
@@ -70,10 +72,12 @@ def sample_next(
 
 
 def _new_cache(model):
-    """An empty KV cache and the forward() keyword that takes it (``cache`` in transformers>=5.2x)."""
+    """An empty KV cache and the forward() keyword that takes it: ``cache`` from transformers
+    5.24 on, ``past_key_values`` before (read from the model class's own ``forward``, which
+    an accelerated GPT-2's lean forward does not change: that one accepts both)."""
     from transformers import DynamicCache
 
-    kw = "cache" if _accepts(model, "cache") else "past_key_values"
+    kw = cache_keyword(model)
     try:
         return kw, DynamicCache(config=model.config)
     except TypeError:
@@ -94,21 +98,12 @@ def rows_per_chunk(model, seq_len: int, budget_bytes: int) -> int:
     >>> rows_per_chunk(m, seq_len=40, budget_bytes=1)
     1
     """
-    cfg = getattr(model, "config", None)
-    get = lambda *names, default=None: next(  # noqa: E731
-        (int(v) for n in names if (v := getattr(cfg, n, None)) is not None), default
-    )
-    hidden = get("hidden_size", "n_embd", "d_model", default=1024)
-    layers = get("num_hidden_layers", "n_layer", "num_layers", default=24)
-    heads = get("num_attention_heads", "n_head", default=max(1, hidden // 64))
-    kv_heads = get("num_key_value_heads", default=heads)
-    head_dim = get("head_dim", default=max(1, hidden // max(1, heads)))
-    vocab = get("vocab_size", default=50_000)
     try:
         itemsize = next(model.parameters()).element_size()
     except (AttributeError, StopIteration):
         itemsize = 4
-    per_row = itemsize * (2 * layers * kv_heads * head_dim * seq_len + vocab + 4 * hidden * seq_len)
+    d = model_dims(getattr(model, "config", None), itemsize)
+    per_row = d["kv_bytes_per_token"] * seq_len + itemsize * (d["vocab"] + 4 * d["hidden"] * seq_len)
     return max(1, int(budget_bytes) // max(1, per_row))
 
 
