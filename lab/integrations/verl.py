@@ -35,7 +35,6 @@ computes advantages (verl's driver / task runner). The trainer hooks save it as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -46,7 +45,9 @@ import numpy as np
 import torch
 
 from lab import estimators, losses
+from lab.errors import UsageError
 from lab.estimators import RewardBatch
+from lab.integrations.common import build_estimator, hash_prompt, load_reference  # noqa: F401  (hash_prompt: public here too)
 
 PREFIX = "lab_"
 """Prefix of every name the lab adds to verl's registries."""
@@ -54,8 +55,13 @@ PREFIX = "lab_"
 PARAMS_ENV = "LAB_VERL_ESTIMATOR_PARAMS"
 """Environment variable: JSON object ``{"kae": {"h": 0.3}, ...}`` of estimator parameters."""
 
+REFERENCE_ENV = "LAB_VERL_REFERENCE"
+"""Environment variable: reference samples for every estimator that wants them (``wants_reference``:
+BASIS's offline prior, BLEND's step-0 history): a ``lab train`` run folder (``reference.parquet``)
+or a ``.parquet``/``.csv``/``.jsonl`` with ``prompt_id`` (or ``prompt``) and ``reward``."""
+
 BASIS_PRIOR_ENV = "LAB_VERL_BASIS_PRIOR"
-"""Environment variable: path of the BASIS offline prior (reference rewards keyed by prompt id)."""
+"""The older name of :data:`REFERENCE_ENV`, still read when that one is unset."""
 
 STATE_FILE = "lab_estimators.pt"
 """File written into each verl ``global_step_N`` checkpoint folder (estimator memories)."""
@@ -114,23 +120,6 @@ def dense_ids(index: Sequence[Any]) -> torch.Tensor:
     """
     seen: dict[Any, int] = {}
     return torch.tensor([seen.setdefault(u, len(seen)) for u in list(index)], dtype=torch.long)
-
-
-def hash_prompt(prompt: Any) -> int:
-    """A stable non-negative 62-bit id for a prompt (text or chat messages): BLAKE2b of its JSON.
-
-    Stable across processes, machines and Python versions (no ``hash()`` salt).
-
-    >>> hash_prompt("2+2=") == hash_prompt("2+2="), hash_prompt("2+2=") == hash_prompt("2+3=")
-    (True, False)
-    >>> hash_prompt([{"role": "user", "content": "2+2="}]) < 2**62
-    True
-    """
-    if isinstance(prompt, np.ndarray):
-        prompt = prompt.tolist()
-    text = json.dumps(prompt, sort_keys=True, ensure_ascii=False, default=str)
-    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 2  # < 2**62: fits int64, stays >= 0
 
 
 def stable_prompt_id(extra_info: Mapping[str, Any] | None, prompt: Any) -> int:
@@ -217,36 +206,51 @@ def estimator_params(name: str, env: Mapping[str, str] | None = None) -> dict[st
 
 
 def load_basis_prior(path: str | Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reference-model rewards for BASIS's offline prior: ``(prompt_ids (M,) long, rewards (M,) float64)``.
+    """Reference-model rewards ``(prompt_ids (M,) long, rewards (M,) float64)`` from a run folder
+    (``reference.parquet``) or a ``.jsonl``/``.csv``/``.parquet`` file: :func:`lab.integrations.common.load_reference`
+    (ids: ``prompt_id`` = ``extra_info.index``, or ``prompt`` hashed with :func:`hash_prompt`)."""
+    return load_reference(path, field=REFERENCE_ENV)
 
-    The file (``.jsonl``, ``.csv`` or ``.parquet``) has one row per reference sample and a
-    ``reward`` column, plus either ``prompt_id`` (the id of :func:`stable_prompt_id`: the
-    dataset's ``extra_info.index``) or ``prompt`` (hashed with :func:`hash_prompt`, for datasets
-    without an index). Several rows per prompt give the m samples the prior averages over.
+
+def reference_path(env: Mapping[str, str] | None = None) -> str:
+    """The reference samples' path: :data:`REFERENCE_ENV`, else the older :data:`BASIS_PRIOR_ENV`, else ``""``.
+
+    >>> reference_path({BASIS_PRIOR_ENV: "old.jsonl"}), reference_path({REFERENCE_ENV: "run/", BASIS_PRIOR_ENV: "x"})
+    ('old.jsonl', 'run/')
     """
-    import pandas as pd
+    env = os.environ if env is None else env
+    return env.get(REFERENCE_ENV, "") or env.get(BASIS_PRIOR_ENV, "")
 
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{BASIS_PRIOR_ENV}={path}: no such file (give a .jsonl, .csv or .parquet of reference rewards)")
-    if p.suffix == ".parquet":
-        df = pd.read_parquet(p)
-    elif p.suffix == ".csv":
-        df = pd.read_csv(p)
-    elif p.suffix in (".jsonl", ".json"):
-        df = pd.read_json(p, lines=True)
-    else:
-        raise ValueError(f"{BASIS_PRIOR_ENV}={path}: unsupported file type {p.suffix!r}; use .jsonl, .csv or .parquet")
-    if "reward" not in df.columns or not ({"prompt_id", "prompt"} & set(df.columns)):
-        raise ValueError(f"{path}: needs a 'reward' column and a 'prompt_id' (extra_info.index) or 'prompt' column; has {list(df.columns)}")
-    if "prompt_id" in df.columns:
-        ids = [int(i) for i in df["prompt_id"]]
-    else:
-        ids = [hash_prompt(x) for x in df["prompt"]]
-    rewards = torch.tensor(df["reward"].to_numpy(dtype=np.float64))
-    if not bool(torch.isfinite(rewards).all()):
-        raise ValueError(f"{path}: the reward column has non-finite values")
-    return torch.tensor(ids, dtype=torch.long), rewards
+
+def check_gamma(name: str, config: Any) -> None:
+    """Refuse ``algorithm.gamma`` other than 1: the lab's estimators score whole responses (one
+    reward per sequence, the same advantage on every token), so there is no per-token reward-to-go
+    to discount; verl's own ``reinforce_plus_plus`` would discount, ``lab_`` ones would silently not.
+
+    >>> check_gamma("grpo", {"gamma": 1.0})
+    >>> check_gamma("reinforce_plus_plus", {"gamma": 0.99})
+    Traceback (most recent call last):
+    ...
+    lab.errors.UsageError: algorithm.gamma=0.99: lab_reinforce_plus_plus scores whole responses (one advantage for every token, no discounted reward-to-go); set algorithm.gamma=1.0, or use verl's own estimator
+    """
+    if config is None:
+        return
+    get = config.get if hasattr(config, "get") else (lambda k, d=None: getattr(config, k, d))
+    gamma = get("gamma", 1.0)
+    if gamma is not None and float(gamma) != 1.0:
+        raise UsageError(f"algorithm.gamma={gamma}: {PREFIX}{name} scores whole responses (one advantage for every token, "
+                         "no discounted reward-to-go); set algorithm.gamma=1.0, or use verl's own estimator")
+
+
+def dense_reward_frac(token_level_rewards: torch.Tensor, response_mask: torch.Tensor) -> float:
+    """Fraction of responses with a non-zero reward on more than one valid token (dense rewards,
+    which the lab sums into one reward per response; see docs/integrations.md).
+
+    >>> dense_reward_frac(torch.tensor([[0.0, 1.0], [0.5, 0.5]]), torch.ones(2, 2))
+    0.5
+    """
+    nz = ((token_level_rewards != 0) & response_mask.bool()).sum(-1)  # (B,)
+    return float((nz > 1).double().mean()) if nz.numel() else 0.0
 
 
 class VerlContext:
@@ -315,17 +319,7 @@ class VerlContext:
     def estimator(self, name: str) -> estimators.Estimator:
         """The one instance of lab estimator ``name`` (built on first use, parameters from the env)."""
         if name not in self.estimators:
-            est = estimators.get(name, **estimator_params(name))
-            if name == "basis":
-                prior = os.environ.get(BASIS_PRIOR_ENV, "")
-                if prior:
-                    est.set_reference(*load_basis_prior(prior))
-                elif getattr(est, "online_prior", None) in (False, "never"):  # only reference samples, and none given
-                    raise ValueError(
-                        f"{PREFIX}basis with online_prior=false needs an offline prior: set {BASIS_PRIOR_ENV} to a "
-                        ".jsonl/.csv/.parquet of reference rewards with columns prompt_id (extra_info.index) and reward"
-                    )
-            self.estimators[name] = est
+            self.estimators[name] = build_estimator(name, estimator_params(name), reference_path() or None, field=REFERENCE_ENV)
         return self.estimators[name]
 
     # checkpoints
@@ -381,12 +375,14 @@ def advantage_fn(name: str, context: VerlContext | None = None) -> Callable[...,
 
     def compute(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index=None, config=None, **_: Any):
         ctx = CONTEXT if context is None else context
+        check_gamma(name, config)
         rewards = sequence_rewards(token_level_rewards, response_mask)  # (B,)
         pids = ctx.prompt_ids(index, need_stable=stateful, name=name)  # (B,)
         step = ctx.current_step(name) if stateful else (ctx.step or 0)
         out = ctx.estimator(name)(RewardBatch(rewards, pids, step=step))
         ctx.last_info = {k: float(v) for k, v in out.info.items()}
         ctx.last_info["baseline_mean"] = float(out.baselines.mean())
+        ctx.last_info["dense_reward_frac"] = dense_reward_frac(token_level_rewards, response_mask)
         adv = to_token_level(out.advantages, response_mask, token_level_rewards.dtype if token_level_rewards.is_floating_point() else torch.float32)
         return adv, adv.clone()
 
@@ -609,3 +605,17 @@ def install_trainer_hooks(trainer_cls=None, context: VerlContext | None = None) 
         setattr(trainer_cls, name, fn)
     trainer_cls._lab_hooks_installed = True
     return trainer_cls
+
+
+if __name__ == "__main__":  # python -m lab.integrations.verl --check
+    import argparse
+    import sys
+
+    from lab.integrations import verl_check
+
+    ap = argparse.ArgumentParser(prog="python -m lab.integrations.verl", description="the lab's verl plug-in")
+    ap.add_argument("--check", action="store_true", help="say whether this environment can run verl's training loop")
+    if not ap.parse_args().check:
+        ap.print_help()
+        sys.exit(0)
+    sys.exit(verl_check.main())

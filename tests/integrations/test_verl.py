@@ -185,3 +185,71 @@ def test_the_shipped_tokenizer_loads_with_this_environments_transformers():
 
     model, tok = models.load("tiny-arith", device="cpu")
     assert tok("12+7=")["input_ids"] and model.config.vocab_size == 100
+
+
+VERL_FLOAT_ATOL = 5e-5
+"""Stated tolerance of |lab_<x> − verl <x>| on random dense float32 inputs: verl computes in
+float32, the lab in float64 (1.1e-5 observed: verl's rounding; docs/integrations.md)."""
+
+
+def dense_batch(seed, B=24, T=12, groups=6):
+    """verl-style dense inputs: float32 N(0, 1) rewards on every valid token, random lengths, G = B / groups."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, T + 1, (B,), generator=g)
+    mask = (torch.arange(T)[None] < lengths[:, None]).float()
+    tlr = torch.randn(B, T, generator=g) * mask
+    ids = [str(uuid.UUID(int=int(i) + 1)) for i in torch.arange(B) % groups]
+    return tlr, mask, np.array(ids, dtype=object)
+
+
+def _verl_adv(name, tlr, mask, uids, **algo):
+    data = DataProto.from_dict(tensors={"token_level_rewards": tlr.clone(), "response_mask": mask.clone()}, non_tensors={"uid": uids})
+    cfg = core_algos.AlgoConfig(**algo) if hasattr(core_algos, "AlgoConfig") else None
+    return compute_advantage(data, adv_estimator=name, config=cfg).batch["advantages"]
+
+
+@pytest.mark.parametrize("lab_name,verl_name", [("grpo", "grpo"), ("rloo", "rloo")])
+def test_on_dense_random_inputs_the_lab_equals_verl_within_the_stated_float_tolerance(lab_name, verl_name):
+    worst = 0.0
+    for seed in range(8):
+        tlr, mask, uids = dense_batch(seed)
+        ours, theirs = _verl_adv("lab_" + lab_name, tlr, mask, uids), _verl_adv(verl_name, tlr, mask, uids)
+        worst = max(worst, float((ours - theirs).abs().max()))
+    assert worst < VERL_FLOAT_ATOL, worst
+
+
+def test_dense_rewards_differ_from_verls_reinforce_plus_plus_by_its_reward_to_go():
+    """The documented difference: verl's reinforce_plus_plus gives token t the reward-to-go
+    Σ_{s>=t} γ^{s-t} r_s (then whitens over tokens); the lab sums the response's rewards into one
+    and gives every token the same advantage. On outcome rewards (one non-zero, last token) and
+    γ = 1 the reward-to-go is that one reward on every token."""
+    tlr, mask, uids = dense_batch(0)
+    theirs = _verl_adv("reinforce_plus_plus", tlr, mask, uids)
+    rtg = torch.flip(torch.cumsum(torch.flip(tlr * mask, [1]), 1), [1]) * mask  # reward-to-go, γ = 1
+    import verl.utils.torch_functional as verl_F
+
+    torch.testing.assert_close(theirs, verl_F.masked_whiten(rtg, mask) * mask, atol=1e-5, rtol=0)
+    ours = _verl_adv("lab_reinforce_plus_plus", tlr, mask, uids)
+    assert float((ours - theirs).abs().max()) > 0.5  # dense rewards: the two really differ
+    on_token = ours[mask.bool()]
+    per_row = (ours * mask).sum(1) / mask.sum(1)
+    assert torch.allclose(ours, per_row[:, None] * mask, atol=1e-6) and on_token.numel() > 0  # one value per response
+
+
+def test_gamma_other_than_one_is_refused_through_verls_own_dispatch():
+    tlr, mask, uids = outcome_batch(REWARDS, GROUPS, LENGTHS)
+    from lab.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"algorithm\.gamma=0\.99"):
+        _verl_adv("lab_reinforce_plus_plus", tlr, mask, uids, gamma=0.99)
+    _verl_adv("lab_reinforce_plus_plus", tlr, mask, uids, gamma=1.0)
+
+
+def test_verl_check_reports_this_environment():
+    from lab.integrations import verl_check
+
+    report = verl_check.check()
+    names = {c.name for c in report}
+    assert {"verl", "transformers", "rollout engine", "ray", "GPU"} <= names
+    assert next(c for c in report if c.name == "verl").ok  # verl 0.9.1 is installed here
+    assert not verl_check.can_run(report)  # CPU only, no rollout engine in this environment

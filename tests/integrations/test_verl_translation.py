@@ -185,12 +185,87 @@ def test_basis_offline_prior_from_a_file_matches_set_reference(tmp_path, monkeyp
 def test_basis_without_online_prior_and_without_a_file_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(lv.PARAMS_ENV, json.dumps({"basis": {"online_prior": False}}))
     monkeypatch.delenv(lv.BASIS_PRIOR_ENV, raising=False)
-    with pytest.raises(ValueError, match=lv.BASIS_PRIOR_ENV):
+    monkeypatch.delenv(lv.REFERENCE_ENV, raising=False)
+    with pytest.raises(ValueError, match=lv.REFERENCE_ENV):
         lv.VerlContext().estimator("basis")
 
 
+def write_reference_parquet(run_dir, rows):
+    """A run folder's reference.parquet as helper B's trainer writes it (docs/run-format.md)."""
+    import pandas as pd
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows, columns=["prompt_id", "split", "sample", "prompt", "completion", "reward"])
+    df = df.astype({"prompt_id": "int64", "sample": "int64", "reward": "float64"})
+    df.to_parquet(run_dir / "reference.parquet", index=False)
+    return run_dir / "reference.parquet"
+
+
+REFERENCE_ROWS = [  # m = 2 samples of prompts 7 and 8 (train), and a probe prompt reusing id 7
+    (7, "train", 0, "1+1=", "2", 1.0), (7, "train", 1, "1+1=", "2", 1.0),
+    (8, "train", 0, "2+2=", "4", 1.0), (8, "train", 1, "2+2=", "4", 1.0),
+    (7, "probe", 0, "9+9=", "17", 0.0),
+]
+
+
+WANTS_REFERENCE = [n for n in estimators.available() if getattr(estimators.ESTIMATORS.get(n), "wants_reference", False)]
+
+
+def test_the_reference_estimators_are_found_by_their_flag():
+    assert {"basis", "blend"} <= set(WANTS_REFERENCE)  # the parametrization below is not empty
+
+
+@pytest.mark.parametrize("name", WANTS_REFERENCE)
+@pytest.mark.parametrize("as_folder", [True, False], ids=["run folder", "reference.parquet"])
+def test_every_estimator_that_wants_a_reference_gets_the_runs_train_reference_samples(tmp_path, monkeypatch, name, as_folder):
+    path = write_reference_parquet(tmp_path / "run", REFERENCE_ROWS)
+    monkeypatch.delenv(lv.BASIS_PRIOR_ENV, raising=False)
+    monkeypatch.setenv(lv.REFERENCE_ENV, str(path.parent if as_folder else path))
+    got = run_steps(lv.VerlContext(), name, STEPS[:2])
+    direct = estimators.get(name)
+    train = [r for r in REFERENCE_ROWS if r[1] == "train"]  # the probe row's id 7 must not count
+    direct.set_reference(torch.tensor([r[0] for r in train]), torch.tensor([r[5] for r in train], dtype=torch.float64))
+    cold = estimators.get(name)
+    changed = False
+    for k, (rewards, pids) in enumerate(STEPS[:2]):
+        batch = RewardBatch(torch.tensor(rewards, dtype=torch.float64), torch.tensor(pids), step=k)
+        want = direct(batch).advantages
+        torch.testing.assert_close(got[k], want.to(torch.float32).double(), atol=1e-6, rtol=0)
+        changed |= not torch.allclose(want, cold(batch).advantages)
+    assert changed  # the reference samples did change the advantages
+
+
+def test_estimators_that_want_no_reference_ignore_one(tmp_path, monkeypatch):
+    path = write_reference_parquet(tmp_path / "run", REFERENCE_ROWS)
+    monkeypatch.setenv(lv.REFERENCE_ENV, str(path))
+    got = run_steps(lv.VerlContext(), "kae", STEPS[:2])
+    want = run_steps(lv.VerlContext(), "kae", STEPS[:2])
+    monkeypatch.delenv(lv.REFERENCE_ENV)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    assert not estimators.ESTIMATORS.get("kae").wants_reference
+
+
+def test_gamma_other_than_one_is_refused_naming_the_field():
+    tlr, mask, uids = verl_batch([1.0, 0.0], [0, 0], [2, 2])
+    fn = lv.advantage_fn("reinforce_plus_plus", lv.VerlContext())
+    fn(tlr, mask, index=uids, config={"gamma": 1.0})  # the default is fine
+    with pytest.raises(ValueError, match=r"^algorithm\.gamma=0\.99: lab_reinforce_plus_plus"):
+        fn(tlr, mask, index=uids, config={"gamma": 0.99})
+
+
+def test_dense_per_token_rewards_are_summed_and_counted_in_the_metrics():
+    rewards = torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0], [0.2, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 1], [1, 0, 0]])
+    uids = np.array(["a", "a", "a"], dtype=object)
+    ctx = lv.VerlContext()
+    adv, _ = lv.advantage_fn("grpo", ctx)(rewards, mask, index=uids)
+    want = estimators.get("grpo")(RewardBatch(torch.tensor([1.0, 1.0, 0.2], dtype=torch.float64), torch.tensor([0, 0, 0]))).advantages
+    torch.testing.assert_close(adv[:, 0].double(), want.float().double(), atol=1e-6, rtol=0)
+    assert ctx.last_info["dense_reward_frac"] == pytest.approx(1 / 3)
+
+
 def test_basis_prior_file_errors_name_the_problem(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no such file"):
+    with pytest.raises(ValueError, match="no such file"):
         lv.load_basis_prior(tmp_path / "missing.jsonl")
     bad = tmp_path / "bad.csv"
     bad.write_text("id,score\n1,0.5\n")

@@ -6,21 +6,16 @@ optimizer step, and a few ``lab train --rollout-backend vllm`` steps.
 """
 
 import copy
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
 pytest.importorskip("vllm", reason="vLLM is not installed here: run `make test-integrations` (builds .venv-vllm)")
 
-os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB of KV cache: plenty for a 128-position model
-
 from lab import losses, models, rollout  # noqa: E402
-from lab.models.loading import TINY_ARITH  # noqa: E402
 from lab.rollout import SamplingParams  # noqa: E402
+from train_run import lab_train  # noqa: E402
 
 LOGPROB_ATOL = 1e-4
 """Stated tolerance of |vLLM log-prob − lab teacher-forced log-prob| per token (CPU, float32; 1.4e-6 observed)."""
@@ -45,6 +40,19 @@ def test_vllm_logprobs_match_the_lab_teacher_forced_logprobs(policy_and_backend)
     assert float(diff.max()) < LOGPROB_ATOL, f"max |Δ logp| = {float(diff.max()):.2e}"
     # and the sampled tokens are plausible under the model: not a frozen or garbage sequence
     assert len(set(out.texts)) > 2
+
+
+def test_the_cpu_engines_kv_cache_is_sized_to_the_job_not_to_the_machine(policy_and_backend):
+    # without a size vLLM on CPU took 20.8 of 23.5 GiB here; the backend now asks for the first
+    # call's rows x (prompt + max_new_tokens), at least the floor (docs/rollout.md)
+    from lab.rollout.vllm_backend import KV_FLOOR_BYTES, KV_OVERRIDE_ENV
+
+    assert not os.environ.get(KV_OVERRIDE_ENV)
+    _, _, backend = policy_and_backend
+    backend.generate(PROMPTS[:1], SamplingParams(max_new_tokens=2))  # starts the engine if no test has yet
+    cache = backend.llm.llm_engine.vllm_config.cache_config
+    assert backend.kv_cache_memory_bytes == KV_FLOOR_BYTES == cache.kv_cache_memory_bytes
+    assert cache.num_gpu_blocks * cache.block_size >= 128  # at least one full sequence of the 128-position model
 
 
 def test_vllm_greedy_equals_hf_greedy_on_the_shipped_model(policy_and_backend):
@@ -91,13 +99,6 @@ def test_sync_weights_after_an_optimizer_step_changes_vllm_samples(policy_and_ba
 
 
 def test_lab_train_with_the_vllm_backend_finishes_a_few_steps(tmp_path):
-    cmd = [sys.executable, "-m", "lab.cli", "train", "--rollout-backend", "vllm", "--steps", "3",
-           "--prompts-per-step", "4", "--rollouts-per-prompt", "4", "--probe-every", "0", "--eval-every", "0",
-           "--checkpoint-every", "0", "--shadow-estimators", "grpo", "--output-dir", str(tmp_path),
-           "--run-name", "vllm", "--quiet", "--device", "cpu"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    lines = [json.loads(x) for x in (tmp_path / "vllm" / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    lines = lab_train("vllm", 3, tmp_path)
     assert [r["step"] for r in lines] == [0, 1, 2]
     assert all(r["perf/tokens_per_s"] > 0 for r in lines)
-    assert json.loads((tmp_path / "vllm" / "config.json").read_text())["rollout_backend"] == "vllm"
