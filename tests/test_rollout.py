@@ -349,6 +349,57 @@ def test_vllm_sync_weights_loads_the_state_dict_and_resets_prefix_cache(tok):
         assert llm.resets == 1
 
 
+def _fake_vllm(monkeypatch, tok):
+    """A stand-in ``vllm`` module whose ``LLM`` records the engine arguments it was built with."""
+    built = []
+
+    class LLM(FakeLLM):
+        def __init__(self, model, **kwargs):
+            super().__init__(tok)
+            built.append(dict(kwargs, model=model))
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=dict))
+    return built
+
+
+def test_vllm_on_cpu_sizes_its_kv_cache_from_the_first_calls_rows_and_lengths(tok, monkeypatch):
+    from lab.rollout.base import model_dims
+    from lab.rollout.vllm_backend import KV_FLOOR_BYTES, KV_OVERRIDE_ENV, kv_cache_bytes
+
+    monkeypatch.delenv(KV_OVERRIDE_ENV, raising=False)
+    built = _fake_vllm(monkeypatch, tok)
+    policy = build_tiny_model(tiny_config(n_layer=2, n_embd=32, n_head=2), seed=0)
+    policy.name_or_path = "tiny/policy"
+    backend = get("vllm", model=policy, tokenizer=tok, max_batch_bytes=2**20)  # the trainer passes max_batch_bytes
+    assert built == []  # no engine yet: the run's first call says how big it must be
+    backend.generate(["1+2=", "123+456="], SamplingParams(n=3, max_new_tokens=5))
+    (args,) = built
+    assert "max_batch_bytes" not in args and args["dtype"] == "float32"
+    per_token = 2 * 2 * 2 * 16 * 4  # K and V x layers x heads x head-dim x float32
+    assert model_dims(policy.config, 4)["kv_bytes_per_token"] == per_token
+    rows, seq = 2 * 3, len(tok("123+456=")["input_ids"]) + 5
+    assert args["kv_cache_memory_bytes"] == backend.kv_cache_memory_bytes == kv_cache_bytes(per_token, rows, seq, cap=2**20)
+    assert backend.kv_cache_memory_bytes == KV_FLOOR_BYTES  # this tiny job needs less than the floor
+    (loaded,) = backend.llm.model.loaded  # the policy's weights went in when the engine started
+    assert torch.equal(loaded["transformer.wte.weight"], policy.transformer.wte.weight.detach())
+    # a large job is capped at max_batch_bytes (vLLM then schedules it in waves)
+    assert kv_cache_bytes(per_token, 10_000, 128, cap=2**27) == 2**27
+    assert kv_cache_bytes(per_token, 1, 10**6, cap=1) == per_token * 10**6  # always one full sequence
+
+
+def test_vllm_kv_cache_override_leaves_the_size_to_vllm(tok, monkeypatch):
+    from lab.rollout.vllm_backend import KV_OVERRIDE_ENV
+
+    built = _fake_vllm(monkeypatch, tok)
+    monkeypatch.setenv(KV_OVERRIDE_ENV, "2")
+    get("vllm", model="some/model", tokenizer=tok)
+    monkeypatch.delenv(KV_OVERRIDE_ENV)
+    get("vllm", model="some/model", tokenizer=tok, kv_cache_memory_bytes=12345)
+    assert [b.get("kv_cache_memory_bytes") for b in built] == [None, 12345]  # built at once, sized by vLLM / the caller
+    with pytest.raises(ValueError, match="max_batch_bytes"):
+        get("vllm", model="some/model", tokenizer=tok, max_batch_bytes=0)
+
+
 @pytest.mark.gpu
 def test_vllm_real_engine_generates_from_the_tiny_model():
     pytest.importorskip("vllm")

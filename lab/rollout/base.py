@@ -223,6 +223,31 @@ def available() -> list[str]:
 # helpers shared by the backends
 
 
+def model_dims(config, itemsize: int = 4) -> dict[str, int]:
+    """Sizes a memory estimate needs, read from a transformers config under any of its usual names.
+
+    Keys: ``hidden``, ``layers``, ``kv_heads``, ``head_dim``, ``vocab``, ``itemsize`` (bytes per
+    value) and ``kv_bytes_per_token`` (keys and values of every layer for one token:
+    2 x layers x kv-heads x head-dim x itemsize). Missing fields fall back to a 0.5B-class guess.
+
+    >>> from lab.models.tiny import tiny_config
+    >>> d = model_dims(tiny_config(n_layer=4, n_embd=128, n_head=4))
+    >>> d["layers"], d["kv_heads"], d["head_dim"], d["kv_bytes_per_token"]
+    (4, 4, 32, 4096)
+    """
+    get = lambda *names, default=None: next(  # noqa: E731
+        (int(v) for n in names if (v := getattr(config, n, None)) is not None), default
+    )
+    hidden = get("hidden_size", "n_embd", "d_model", default=1024)
+    layers = get("num_hidden_layers", "n_layer", "num_layers", default=24)
+    heads = get("num_attention_heads", "n_head", default=max(1, hidden // 64))
+    kv_heads = get("num_key_value_heads", default=heads)
+    head_dim = get("head_dim", default=max(1, hidden // max(1, heads)))
+    vocab = get("vocab_size", default=50_000)
+    return {"hidden": hidden, "layers": layers, "kv_heads": kv_heads, "head_dim": head_dim, "vocab": vocab,
+            "itemsize": int(itemsize), "kv_bytes_per_token": 2 * layers * kv_heads * head_dim * int(itemsize)}
+
+
 def left_pad(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-pad token lists into ``(ids, mask)``.
 

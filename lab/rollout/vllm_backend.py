@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from lab.rollout.base import BACKENDS, RolloutOutput, SamplingParams, cut_at_stop, left_pad, tokenize_prompts
+from lab.rollout.base import BACKENDS, RolloutOutput, SamplingParams, cut_at_stop, left_pad, model_dims, tokenize_prompts
 
 INSTALL_HINT = (
     "the 'vllm' rollout backend needs vLLM, which is not installed. On a CPU machine build the "
@@ -42,6 +42,30 @@ INSTALL_HINT = (
 
 COLOCATED_GPU_MEMORY = 0.3
 """Fraction of GPU memory vLLM may take (weights + KV cache) when it shares the GPU with training."""
+
+
+KV_FLOOR_BYTES = 64 * 2**20
+"""Smallest KV cache the backend gives a CPU engine (64 MiB), whatever the run needs."""
+
+KV_HEADROOM = 2
+"""Factor on the run's KV need (vLLM allocates whole blocks and keeps some for scheduling)."""
+
+KV_OVERRIDE_ENV = "VLLM_CPU_KVCACHE_SPACE"
+"""vLLM's own variable (whole GiB): when set, it decides the CPU KV cache and the backend sizes nothing."""
+
+
+def kv_cache_bytes(kv_bytes_per_token: int, rows: int, seq_len: int, *, cap: int, floor: int = KV_FLOOR_BYTES) -> int:
+    """KV cache for a CPU engine: ``KV_HEADROOM x rows x seq_len x kv_bytes_per_token``, at least
+    ``floor`` and one full sequence, at most ``cap`` (the backend's ``max_batch_bytes``, the budget the
+    ``hf`` backend's chunks keep to; a larger call is scheduled by vLLM in waves, as ``hf`` chunks).
+
+    >>> kv_cache_bytes(4096, rows=64, seq_len=40, cap=2**30) == KV_FLOOR_BYTES  # the tiny model: 20 MiB needed
+    True
+    >>> kv_cache_bytes(12288, rows=128, seq_len=1024, cap=2**30) // 2**20  # Qwen2.5-0.5B in bf16: 3 GiB needed
+    1024
+    """
+    need = KV_HEADROOM * int(rows) * int(seq_len) * int(kv_bytes_per_token)
+    return max(int(floor), int(kv_bytes_per_token) * int(seq_len), min(need, int(cap)))
 
 
 def import_vllm():
@@ -123,7 +147,17 @@ class VLLMBackend:
             ``vllm.SamplingParams``; tests inject a stand-in with ``llm``).
         eos_token_ids: ``[]`` disables eos (fixed-length rollouts, as the speed benchmark
             uses; vLLM's ``ignore_eos``), like the ``hf`` backend; None keeps eos.
-        **engine_kwargs: passed to ``vllm.LLM`` (``gpu_memory_utilization``, ``dtype``, ...).
+        max_batch_bytes: the memory budget the trainer gives every backend (``lab train``'s
+            ``rollout_max_batch_bytes``, 1 GiB by default): on CPU the cap on the engine's KV
+            cache (:func:`kv_cache_bytes`); on CUDA ignored (``gpu_memory_utilization`` rules).
+        **engine_kwargs: passed to ``vllm.LLM`` (``gpu_memory_utilization``, ``dtype``,
+            ``kv_cache_memory_bytes``, ...).
+
+    **KV cache on CPU.** vLLM on CPU otherwise takes most of the free memory for its KV cache
+    (20.8 of 23.5 GiB here for a 128-position model). Unless ``kv_cache_memory_bytes`` is
+    given or :data:`KV_OVERRIDE_ENV` is set, the engine is built at the first ``generate`` with
+    :func:`kv_cache_bytes` for that call's rows x (longest prompt + ``max_new_tokens``);
+    ``self.kv_cache_memory_bytes`` says what it got (None when vLLM decided).
     """
 
     def __init__(
@@ -135,8 +169,13 @@ class VLLMBackend:
         logprobs_mode: str = "processed_logprobs",
         sampling_params_cls=None,
         eos_token_ids: list[int] | None = None,
+        max_batch_bytes: int = 2**30,
         **engine_kwargs,
     ):
+        if max_batch_bytes < 1:
+            raise ValueError(f"max_batch_bytes must be >= 1, got {max_batch_bytes}")
+        self.max_batch_bytes = int(max_batch_bytes)
+        self.kv_cache_memory_bytes: int | None = None
         if eos_token_ids is not None and list(eos_token_ids):
             raise ValueError("eos_token_ids: the vllm backend supports None (the model's eos) or [] (eos off) only")
         self.ignore_eos = eos_token_ids is not None
@@ -156,19 +195,32 @@ class VLLMBackend:
                 engine_kwargs.setdefault("dtype", "bfloat16")
             else:
                 engine_kwargs.setdefault("dtype", {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(param.dtype, "auto"))
+        self._llm = llm
+        self._engine_args: dict[str, Any] = {}
+        self._pending_module = None
         if llm is None:
             self._vllm = import_vllm()
             if model is None:
                 raise ValueError("VLLMBackend needs model= (hub id or path) or llm= (an engine)")
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: direct weight sync
-            try:
-                llm = self._vllm.LLM(model=str(model), logprobs_mode=logprobs_mode, **engine_kwargs)
-            except TypeError:  # vLLM < 0.10.2 has no logprobs_mode: log-probs are raw model ones
-                llm = self._vllm.LLM(model=str(model), **engine_kwargs)
-                self.logprobs_mode = "raw_logprobs"
-        self.llm = llm
+            on_cpu = (module is not None and next(module.parameters()).device.type == "cpu") or (
+                module is None and not torch.cuda.is_available())
+            self._engine_args = {"model": str(model), **engine_kwargs}
+            self._size_kv = on_cpu and "kv_cache_memory_bytes" not in engine_kwargs and not os.environ.get(KV_OVERRIDE_ENV)
+            if self._size_kv:
+                cfg = getattr(module, "config", None)
+                if cfg is None:
+                    from transformers import AutoConfig
+
+                    cfg = AutoConfig.from_pretrained(str(model))
+                itemsize = {"float32": 4, "float": 4}.get(str(engine_kwargs.get("dtype", "auto")), 2)
+                self._kv_per_token = model_dims(cfg, itemsize)["kv_bytes_per_token"]
+                self._max_len = int(engine_kwargs.get("max_model_len") or getattr(cfg, "n_positions", None)
+                                    or getattr(cfg, "max_position_embeddings", 2048))
+            else:
+                self._build_engine()  # vLLM decides the cache (GPU memory share, or the env override)
         if tokenizer is None:
-            get_tok = getattr(llm, "get_tokenizer", None)
+            get_tok = getattr(self._llm, "get_tokenizer", None) if self._llm is not None else None
             if get_tok is not None:
                 tokenizer = get_tok()
             else:
@@ -178,6 +230,29 @@ class VLLMBackend:
         self.tokenizer = tokenizer
         if module is not None:
             self.sync_weights(module)
+
+    def _build_engine(self, rows: int | None = None, seq_len: int | None = None):
+        """Start the vLLM engine; on CPU with a KV cache of :func:`kv_cache_bytes` for ``rows`` x ``seq_len``."""
+        kw = dict(self._engine_args)
+        if getattr(self, "_size_kv", False):
+            seq = min(int(seq_len or self._max_len), self._max_len)
+            kw["kv_cache_memory_bytes"] = kv_cache_bytes(self._kv_per_token, rows or 1, seq, cap=self.max_batch_bytes)
+        self.kv_cache_memory_bytes = kw.get("kv_cache_memory_bytes")
+        model = kw.pop("model")
+        try:
+            self._llm = self._vllm.LLM(model=model, logprobs_mode=self.logprobs_mode, **kw)
+        except TypeError:  # vLLM < 0.10.2 has no logprobs_mode: log-probs are raw model ones
+            self._llm = self._vllm.LLM(model=model, **kw)
+            self.logprobs_mode = "raw_logprobs"
+        if self._pending_module is not None:
+            module, self._pending_module = self._pending_module, None
+            self.sync_weights(module)
+        return self._llm
+
+    @property
+    def llm(self):
+        """The engine (started now, sized for one sequence, if no ``generate`` has started it yet)."""
+        return self._llm if self._llm is not None else self._build_engine()
 
     @property
     def pad_id(self) -> int:
@@ -194,6 +269,8 @@ class VLLMBackend:
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings, not one string")
         prompt_seqs = tokenize_prompts(self.tokenizer, list(prompts))
+        if self._llm is None:  # the first call: size the CPU KV cache for what the run asks
+            self._build_engine(len(prompt_seqs) * params.n, max(map(len, prompt_seqs)) + params.max_new_tokens)
         vparams = to_vllm_params(params, self._sampling_params_cls(), ignore_eos=self.ignore_eos)
         requests = [{"prompt_token_ids": ids} for ids in prompt_seqs]
         results = self.llm.generate(requests, vparams, use_tqdm=False)
@@ -252,6 +329,9 @@ class VLLMBackend:
         plain ``load_weights`` after start-up cannot write them); else the model's own
         ``load_weights``, in process or through ``LLM.apply_model``.
         """
+        if self._llm is None:  # no engine yet: it gets these weights when it starts
+            self._pending_module = model
+            return
         weights = untied_state(model)
         worker = self.engine_worker()
         target = self.engine_model() if worker is None else None
