@@ -51,3 +51,17 @@ def test_ci_entry_runs_make_test():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "make test" in ci
     assert "set -e" in ci
+
+
+def test_the_sdist_manifest_carries_exactly_the_files_a_wheel_ships():
+    """MANIFEST.in (sdist) and setup.py (wheel, from lab.paths.SHIPPED) name the same folders and files."""
+    from lab.paths import SHIPPED
+
+    named = set()
+    for line in (ROOT / "MANIFEST.in").read_text().splitlines():
+        words = line.split()
+        if words and words[0] in ("graft", "include"):
+            assert all((ROOT / w).is_dir() == (words[0] == "graft") for w in words[1:]), line
+            named.update(words[1:])
+    assert named == set(SHIPPED)
+    assert all((ROOT / entry).exists() for entry in SHIPPED)

@@ -34,8 +34,9 @@ from pathlib import Path
 import torch
 
 from lab.errors import UsageError
+from lab.paths import data_root
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = data_root()  # the checkout, or lab/_data inside an installed wheel (lab/paths.py)
 TINY_ARITH = REPO_ROOT / "data" / "models" / "tiny-arith"
 """Where the shipped tiny checkpoint lives (``load("tiny-arith")`` resolves here)."""
 
