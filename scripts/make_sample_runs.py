@@ -59,7 +59,9 @@ def sample_configs(steps: int) -> dict[str, dict]:
         "grpo-s1": dict(estimator="grpo", seed=1),
         "kae-s0": dict(estimator="kae", seed=0),
         "kae-s1": dict(estimator="kae", seed=1),
-        "basis-g1": dict(estimator="basis", rollouts_per_prompt=1, prompts_per_step=32, seed=0),
+        # BASIS as its paper describes it: an offline prior from m reference samples of a fixed pool
+        "basis-g1": dict(estimator="basis", rollouts_per_prompt=1, prompts_per_step=32, seed=0,
+                         reference_samples=8, train_pool_size=128),
         "krpo": dict(estimator="krpo", seed=0),
         "clip-ratio": dict(estimator="grpo", clip_measure="ratio", clip_delta=matched_delta("ratio"), seed=0, **clip),
         "clip-kl3": dict(estimator="grpo", clip_measure="kl3", clip_delta=matched_delta("kl3"), seed=0, **clip),
@@ -69,11 +71,11 @@ def sample_configs(steps: int) -> dict[str, dict]:
     return {name: {"steps": steps, **over} for name, over in runs.items()}
 
 
-FINAL_STATUS = {
-    "failed": ("failed", "sample run: this 'failed' status was written by scripts/make_sample_runs.py "
-                         "after step {step} to show how the dashboard lists a failed run"),
-    "interrupted": ("interrupted", "sample run: this 'interrupted' status was written by "
-                                   "scripts/make_sample_runs.py after step {step} to show an interrupted run"),
+FINAL_STATUS = {  # run -> (status, status.json field, text): a failure is an error, a stop only a message
+    "failed": ("failed", "error", "sample run: this 'failed' status was written by scripts/make_sample_runs.py "
+                                  "after step {step} to show how the dashboard lists a failed run"),
+    "interrupted": ("interrupted", "message", "sample run: this 'interrupted' status was written by "
+                                              "scripts/make_sample_runs.py after step {step} to show an interrupted run"),
 }
 
 
@@ -112,9 +114,9 @@ def make(output_dir: Path, steps: int) -> list[dict]:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
         (run_dir / "writer.lock").unlink(missing_ok=True)  # the writer is done; a lock file means nothing here
         if name in FINAL_STATUS:
-            status, error = FINAL_STATUS[name]
+            status, field, text = FINAL_STATUS[name]
             step = int(read_status(run_dir).get("step", -1))
-            RunWriter(run_dir).set_status(status, step=step, error=error.format(step=step))
+            RunWriter(run_dir).set_status(status, step=step, **{field: text.format(step=step)})
         made.append({"name": name, "command": command_line(cfg), "seconds": round(time.time() - t0, 1),
                      "final_status": read_status(run_dir).get("status")})
     manifest = {"provenance": provenance.collect(), "common": COMMON, "runs": made,
