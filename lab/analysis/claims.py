@@ -6,6 +6,7 @@
 Claims are data (:data:`CLAIMS`: the paper's number and the checks that test it); every check is
 built by one function (:func:`check`) from an :class:`~lab.analysis.stats.Effect` read from
 ``data/results/`` through :mod:`lab.analysis.results`, and judged by one rule (:func:`verdict`).
+A lesson judges its live numbers by the same rule and prints :func:`conclusion`'s sentence.
 
 **The verdict rule**, in this order, on the lab's 95% interval [lo, hi] of the effect, its point
 estimate, the no-effect value (1 for a ratio, 0 for a difference) and the paper's number p (for a
@@ -113,6 +114,53 @@ def verdict(low: float | None, high: float | None, claimed: float | None = None,
         reaches = (low < null - tol) if claimed is None else (low <= claimed + tol)
         return "inconclusive" if reaches else "not"
     return "not"  # (d)
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """A verdict by :func:`verdict` on an effect, and the one sentence that states it (what a lesson prints)."""
+
+    verdict: str
+    sentence: str
+    effect: Effect
+    claimed: float | None
+    null: float
+    better: str
+
+    def __str__(self) -> str:
+        return self.sentence
+
+
+def conclusion(what: str, e: Effect, claimed: float | None = None, *, null: float = 1.0, better: str = "lower",
+               scale: str = "ratio") -> Conclusion:
+    """Judge ``e`` by :func:`verdict` against ``claimed`` (None: a direction only) and say it in one sentence.
+
+    ``what`` names the effect ("KAE's value MSE ÷ RLOO's, G = 2"); ``scale`` formats it as in
+    :func:`fmt_effect` ("ratio": % change, "difference": signed).
+
+    >>> c = conclusion("KAE's value MSE ÷ RLOO's", stats.Effect(0.5, 0.4, 0.62, 9, "steps"), 0.36)
+    >>> c.verdict
+    'partly'
+    >>> print(c)
+    KAE's value MSE ÷ RLOO's: −50% [−60, −38] (9 steps); against the claimed −64%: partly (the interval excludes no effect; the estimate falls short of the claim).
+    >>> conclusion("x", stats.Effect(0.01, -0.02, 0.04, 3), None, null=0.0, better="higher", scale="difference").verdict
+    'inconclusive'
+    """
+    v = verdict(e.low, e.high, claimed, null=null, better=better, value=e.value)
+    side = "a decrease" if better == "lower" else "an increase"
+    target = f"the claimed {fmt_value(claimed, scale)}" if claimed is not None else f"the claimed direction ({side})"
+    holds_null = not (math.isnan(e.low) or math.isnan(e.high)) and e.low <= null <= e.high
+    why = {
+        "reproduced": ("the interval lies wholly on the claimed side of no effect" if claimed is None
+                       else "the interval excludes no effect and the estimate reaches the claim"),
+        "partly": "the interval excludes no effect; the estimate falls short of the claim",
+        "inconclusive": ("the interval holds no effect and reaches the claimed side" if claimed is None
+                         else "the interval holds both no effect and the claim"),
+        "not": ("the interval holds no effect but not the claim" if holds_null
+                else "the interval lies on the other side of no effect"),
+        "not tested": "no interval: fewer than two units",
+    }[v]
+    return Conclusion(v, f"{what}: {fmt_effect(e, scale)}; against {target}: {v} ({why}).", e, claimed, null, better)
 
 
 # --- checks --------------------------------------------------------------------------------------
