@@ -124,6 +124,33 @@ class Blend(Estimator):
 
     # --- estimate -----------------------------------------------------------------------
     def compute(self, batch: RewardBatch) -> Advantages:
+        base, _, info = self._blend(batch)
+        adv = batch.rewards.detach().cpu().double() - base
+        dev, dt = batch.rewards.device, batch.rewards.dtype
+        return Advantages(finite_or_raise("blend", adv.to(device=dev, dtype=dt)), base.to(device=dev, dtype=dt), info)
+
+    def source_weights(self, batch: RewardBatch) -> torch.Tensor:
+        """Each rollout's share of the group, history and batch sources in its baseline, without
+        remembering ``batch`` (call it before the estimator itself on the same batch).
+
+        Shapes: batch of N rollouts -> (N, 3) float64, columns (group, history, batch); a row
+        sums to 1, or is all 0 where no source exists (``empty_baseline``). The step's
+        ``info["weight_group"]`` etc. are the column means.
+
+        >>> est = Blend()
+        >>> ids = torch.tensor([0, 0, 1, 1])
+        >>> _ = est(RewardBatch(torch.tensor([1.0, 0.0, 1.0, 1.0]), ids, step=0))
+        >>> b = RewardBatch(torch.tensor([1.0, 1.0, 0.0, 1.0]), ids, step=1)
+        >>> w = est.source_weights(b); w.shape, bool(torch.allclose(w.sum(1), torch.ones(4, dtype=torch.float64)))
+        (torch.Size([4, 3]), True)
+        >>> round(float(w[:, 1].mean()), 6) == round(est(b).info["weight_history"], 6)
+        True
+        """
+        _, w, _ = self._blend(batch)
+        return w
+
+    def _blend(self, batch: RewardBatch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        """(baselines (N,), source shares (N, 3), info) of ``batch`` from the memory as it is."""
         if batch.step < self._hist.last_step:
             raise ValueError(
                 f"step: blend got step {batch.step} after step {self._hist.last_step}; steps must not go "
@@ -190,9 +217,8 @@ class Blend(Estimator):
         wsum = w1 + w2 + w3
         base = torch.where(wsum > 0, (w1 * est1 + w2 * est2 + w3 * est3) / wsum.clamp(min=1e-300),
                            torch.full_like(r, self.empty_baseline))
-        adv = r - base
-        frac = lambda w: float((w / wsum.clamp(min=1e-300)).mean())  # noqa: E731
-        info = {"num_groups": float(g.num), "weight_group": frac(w1), "weight_history": frac(w2),
-                "weight_batch": frac(w3), "drift_per_step": float(kappa.mean()), "staleness_var": float(tau2.mean())}
-        dev, dt = batch.rewards.device, batch.rewards.dtype
-        return Advantages(finite_or_raise("blend", adv.to(device=dev, dtype=dt)), base.to(device=dev, dtype=dt), info)
+        shares = torch.stack([w1, w2, w3], 1) / wsum.clamp(min=1e-300)[:, None]  # (N, 3)
+        info = {"num_groups": float(g.num), "weight_group": float(shares[:, 0].mean()),
+                "weight_history": float(shares[:, 1].mean()), "weight_batch": float(shares[:, 2].mean()),
+                "drift_per_step": float(kappa.mean()), "staleness_var": float(tau2.mean())}
+        return base, shares, info
