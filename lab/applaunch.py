@@ -24,7 +24,9 @@ import threading
 from pathlib import Path
 from typing import Mapping, Sequence
 
-APP_MAIN = Path(__file__).resolve().parent.parent / "app" / "main.py"
+from lab.paths import resource_path
+
+APP_MAIN = resource_path("app/main.py")  # the checkout's app/, or the copy inside an installed wheel
 ROOTS_ENV = "LAB_APP_ROOTS"
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
@@ -41,8 +43,19 @@ def resolve_roots(runs: Sequence[str] | None, environ: Mapping[str, str] | None 
 
 
 def port_free(port: int, host: str = DEFAULT_HOST) -> bool:
-    """Can a server bind ``host:port`` now?"""
+    """Can a server bind ``host:port`` now?
+
+    Asked the way the server asks: with ``SO_REUSEADDR``, as tornado (Streamlit's server)
+    binds. A port whose last connections sit in TIME_WAIT after a dashboard stopped is free
+    to it; a port some process listens on is not.
+
+    >>> with socket.socket() as s:
+    ...     s.bind((DEFAULT_HOST, 0)); s.listen(); port_free(s.getsockname()[1])
+    False
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        if os.name != "nt":  # on Windows SO_REUSEADDR would let two servers share a port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
@@ -114,6 +127,7 @@ def serve(roots: Sequence[str], port: int = DEFAULT_PORT, host: str = DEFAULT_HO
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait()
         print("lab app: stopped", flush=True)
         return 0
     finally:
@@ -139,7 +153,7 @@ def command_text(roots: Sequence[str], port: int | None = None, host: str | None
     return shlex.join(parts)
 
 
-SAMPLE_RUNS = Path(__file__).resolve().parent.parent / "data" / "sample_runs"
+SAMPLE_RUNS = resource_path("data/sample_runs")
 
 
 def demo_roots(output_dir: str | Path) -> list[str]:

@@ -54,6 +54,23 @@ def test_lab_app_refuses_a_port_in_use(capsys):
     assert f"port {port}" in capsys.readouterr().err
 
 
+def test_a_port_left_in_time_wait_counts_as_free_and_a_listening_one_does_not():
+    # a server that closes its side of a connection first leaves it in TIME_WAIT (what a
+    # dashboard does after the health check): binding as a server binds (SO_REUSEADDR) works
+    with socket.socket() as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert not applaunch.port_free(port)
+        cli = socket.create_connection(("127.0.0.1", port))
+        conn, _ = srv.accept()
+        conn.close()  # the server's side closes first -> TIME_WAIT on the server's port
+        cli.recv(1)
+        cli.close()
+    assert applaunch.port_free(port)
+
+
 @pytest.mark.slow
 def test_lab_app_serves_the_dashboard_and_prints_its_url(tmp_path):
     port = applaunch.free_port(8700)
@@ -62,10 +79,10 @@ def test_lab_app_serves_the_dashboard_and_prints_its_url(tmp_path):
     try:
         first = proc.stdout.readline()
         assert f"http://127.0.0.1:{port}" in first
-        deadline = time.time() + 90
+        deadline = time.time() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5) as r:
                     assert r.status == 200
                     break
             except OSError:
@@ -73,9 +90,10 @@ def test_lab_app_serves_the_dashboard_and_prints_its_url(tmp_path):
                 time.sleep(0.5)
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
-    # `lab app` took its streamlit child down with it: the port is free again
-    deadline = time.time() + 15
-    while not applaunch.port_free(port) and time.time() < deadline:
-        time.sleep(0.2)
+        rc = proc.wait(timeout=30)  # lab app waits for its streamlit child before it exits
+    assert rc == 0, proc.stdout.read()
+    assert "lab app: stopped" in proc.stdout.read()
+    # so once lab app has exited nothing listens on the port, and a new dashboard may bind it
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
     assert applaunch.port_free(port), "the dashboard outlived lab app (SIGTERM not passed on)"
