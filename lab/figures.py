@@ -22,6 +22,8 @@ Column conventions are those of the run format (``docs/run-format.md``):
 from __future__ import annotations
 
 import math
+import re
+import zlib
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -29,21 +31,64 @@ import pandas as pd
 import plotly.graph_objects as go
 
 __all__ = [
-    "ema", "band_table", "curves_figure",
+    "ema", "band_table", "curves_figure", "band_trace", "mean_interval",
     "advantage_column", "baseline_column", "advantage_histogram", "advantage_scatter",
-    "value_mse_table", "value_mse_figure", "value_mse_vs_g_table", "value_mse_vs_g_figure",
-    "trust_region_table", "trust_region_figure", "clip_fraction_figure", "COLORS", "vline", "hline",
+    "value_mse_table", "value_mse_figure", "value_mse_ranking", "value_mse_vs_g_table", "value_mse_vs_g_figure",
+    "trust_region_table", "trust_region_figure", "trust_region_bars", "clip_fraction_figure",
+    "COLORS", "series_colors", "natural_key", "vline", "hline",
 ]
 
 COLORS = (
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-    "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939",
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#00a087", "#e7ba52", "#b09c85", "#003c30", "#3182bd",
 )
-"""The lab's colour cycle (plotly's D3 order, so the notebooks' matplotlib figures match)."""
+"""The lab's palette: D3's ten colours (plotly's order, so the notebooks' matplotlib figures
+match), then ten darker or distinct ones (few purples: two runs should never look alike). :func:`series_colors` gives each run (or estimator) its own."""
 
 
-def _color(i: int) -> str:
-    return COLORS[i % len(COLORS)]
+def natural_key(text) -> tuple:
+    """Sort key that orders digit runs by their number and the rest case-insensitively.
+
+    >>> sorted(["run-s10", "run-s2", "Run-s1"], key=natural_key)
+    ['Run-s1', 'run-s2', 'run-s10']
+    """
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in re.split(r"(\d+)", str(text)) if t)
+
+
+def series_colors(names: Iterable, given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """One colour per name, derived from the name itself, so a run (or an estimator) keeps its
+    colour on every chart and page.
+
+    Each name wants palette slot ``crc32(name) mod len(COLORS)``; names are placed in natural
+    order, and one whose slot is already taken by another name of the set gets the next free
+    slot (the palette repeats only past 20 names). Names in ``given`` keep the colour given.
+
+    >>> c = series_colors(["grpo-s0", "kae-s0"])
+    >>> c == series_colors(["kae-s0", "grpo-s0"]), c["grpo-s0"] != c["kae-s0"]
+    (True, True)
+    >>> series_colors(["a"], {"a": "#000000"})
+    {'a': '#000000'}
+    """
+    given = dict(given or {})
+    todo = sorted({str(n) for n in names}, key=natural_key)
+    out = {n: given[n] for n in todo if n in given}
+    used = set(out.values())
+    for n in todo:
+        if n in out:
+            continue
+        slot = zlib.crc32(n.encode("utf-8")) % len(COLORS)
+        pick = next((COLORS[(slot + k) % len(COLORS)] for k in range(len(COLORS))
+                     if COLORS[(slot + k) % len(COLORS)] not in used), COLORS[slot])
+        out[n] = pick
+        used.add(pick)
+    return out
+
+
+def _colors_for(names: Iterable, colors: Mapping[str, str] | None) -> dict[str, str]:
+    names = [str(n) for n in names]
+    if colors is not None and all(n in colors for n in names):
+        return {n: colors[n] for n in names}
+    return series_colors(names, colors)
 
 
 def _faint(hex_color: str, alpha: float) -> str:
@@ -52,14 +97,69 @@ def _faint(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _layout(fig: go.Figure, *, title: str | None, x: str, y: str, log_y: bool = False) -> go.Figure:
+def _layout(fig: go.Figure, *, title: str | None, x: str, y: str, log_y: bool = False,
+            hovermode: str = "closest") -> go.Figure:
     fig.update_layout(
         title=title, template="plotly_white", margin=dict(l=60, r=20, t=50 if title else 20, b=50),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), hovermode="closest",
+        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), hovermode=hovermode,
     )
     fig.update_xaxes(title_text=x)
-    fig.update_yaxes(title_text=y, type="log" if log_y else "linear")
+    fig.update_yaxes(title_text=y)
+    if log_y:  # the axis type is set only when asked: a category axis (labels on y) stays one
+        fig.update_yaxes(type="log")
     return fig
+
+
+def band_trace(x: Sequence, lo: Sequence, hi: Sequence, color: str, name: str, *, group: str | None = None,
+               alpha: float = 0.18, **trace) -> go.Scatter:
+    """A filled band between ``lo`` and ``hi``: one closed outline per stretch of finite values
+    (the band stops where it is undefined instead of bridging the gap), drawn as lines only
+    (its corners are not data: no markers), left out of hover and legend.
+
+    Shapes: x, lo, hi (T,) -> one trace.
+
+    >>> t = band_trace([0, 1, 2, 3, 4], [0, 0, None, 0, 0], [1, 1, None, 1, 1], "#1f77b4", "b")
+    >>> t.mode, t.fill, list(t.x)
+    ('lines', 'toself', [0, 1, 1, 0, None, 3, 4, 4, 3])
+    """
+    x = np.asarray(x)
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    xs, ys = [], []
+    i = 0
+    while i < len(x):
+        if not ok[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < len(x) and ok[j + 1]:
+            j += 1
+        if xs:
+            xs.append(None)
+            ys.append(None)
+        xs += list(x[i:j + 1]) + list(x[i:j + 1][::-1])
+        ys += list(hi[i:j + 1]) + list(lo[i:j + 1][::-1])
+        i = j + 1
+    xs = [v.item() if hasattr(v, "item") else v for v in xs]
+    return go.Scatter(x=xs, y=ys, mode="lines", fill="toself", fillcolor=_faint(color, alpha), line=dict(width=0),
+                      hoverinfo="skip", name=name, legendgroup=group or name, showlegend=False, **trace)
+
+
+def _subplots(n: int, *, cols: int = 1, titles: Sequence[str] = (), shared_x: bool = True, row_height: int = 260):
+    from plotly.subplots import make_subplots
+
+    cols = max(1, min(cols, n))
+    rows = max(1, math.ceil(n / cols))
+    fig = make_subplots(rows=rows, cols=cols, shared_xaxes=shared_x, subplot_titles=list(titles) or None,
+                        vertical_spacing=min(0.12, 0.3 / rows), horizontal_spacing=0.06)
+    fig.update_layout(height=max(320, 60 + row_height * rows))
+    for a in fig.layout.annotations:  # subplot titles: small and left-aligned, like TensorBoard cards
+        a.update(font=dict(size=12), x=a.x, xanchor="center")
+    return fig, rows, cols
+
+
+def _cell(k: int, cols: int) -> dict:
+    return dict(row=k // cols + 1, col=k % cols + 1)
 
 
 # --- smoothing ------------------------------------------------------------------------------
@@ -106,82 +206,168 @@ def _t975(n: int) -> float:
     return float(t.ppf(0.975, n - 1))
 
 
+def mean_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, int]:
+    """(mean, lo, hi, n): the mean of the finite values and its two-sided 95% Student-t
+    interval, mean ∓ t₀.₉₇₅(n − 1)·sd/√n with the sample sd (lo = hi = nan for n < 2).
+
+    Shapes: values (n,) -> four scalars.
+
+    >>> [round(v, 4) for v in mean_interval([2.0, 4.0, 6.0, float("nan")])]   # t(0.975, 2) = 4.3027
+    [4.0, -0.9683, 8.9683, 3]
+    """
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = int(v.size)
+    if n == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    m = float(v.mean())
+    if n < 2:
+        return m, float("nan"), float("nan"), n
+    half = _t975(n) * float(v.std(ddof=1)) / math.sqrt(n)
+    return m, m - half, m + half, n
+
+
 def band_table(df: pd.DataFrame, x: str = "step", y: str = "value", series: str = "run",
-               band_by: str = "estimator", smoothing: float = 0.0) -> pd.DataFrame:
+               band_by: str = "estimator", smoothing: float = 0.0, *,
+               y_range: tuple[float, float] | None = None) -> pd.DataFrame:
     """Mean ± 95% confidence band across the series (e.g. seeds) of each ``band_by`` group.
 
     Each series is EMA-smoothed first (``smoothing``), then at every x value the series of a
     group that have a finite value there are averaged: ``mean``, ``lo``/``hi`` = mean ∓
-    t₀.₉₇₅(n − 1)·sd/√n (sample sd; no band where n = 1) and ``n``. Series are aligned on
-    exact x values, so use ``x="step"`` (or a binned time) for bands.
+    t₀.₉₇₅(n − 1)·sd/√n (sample sd; no band where n = 1), ``n`` (series with a value at that
+    x) and ``runs`` (series in the group: where n < runs, some runs have stopped and the mean
+    is over fewer of them). ``y_range`` (the metric's possible range, e.g. (0, 1) for an
+    accuracy) clips the band to it. Series are aligned on exact x values, so use
+    ``x="step"`` (or a binned time) for bands.
 
-    Shapes: df (R rows, long) -> one row per (group, x): columns [band_by, x, mean, lo, hi, n].
+    Shapes: df (R rows, long) -> one row per (group, x): columns [band_by, x, mean, lo, hi, n, runs].
 
     >>> df = pd.DataFrame({"run": ["a", "a", "b", "b"], "estimator": ["g", "g", "g", "g"],
     ...                    "step": [0, 1, 0, 1], "value": [1.0, 2.0, 3.0, 2.0]})
     >>> band_table(df).round(3).to_dict("records")[0]
-    {'estimator': 'g', 'step': 0, 'mean': 2.0, 'lo': -10.706, 'hi': 14.706, 'n': 2}
+    {'estimator': 'g', 'step': 0, 'mean': 2.0, 'lo': -10.706, 'hi': 14.706, 'n': 2, 'runs': 2}
+    >>> band_table(df, y_range=(0, 4)).round(3).to_dict("records")[0]["lo"]
+    0.0
     """
     _need(df, [x, y, series, band_by], "band_table")
+    cols = [band_by, x, "mean", "lo", "hi", "n", "runs"]
     parts = []
     for _, g in df.sort_values([series, x]).groupby(series, sort=False):
-        g = g[[band_by, x, y]].copy()
+        g = g[[band_by, series, x, y]].copy()
         g[y] = ema(g[y].to_numpy(dtype=float), smoothing)
         parts.append(g)
     if not parts:
-        return pd.DataFrame(columns=[band_by, x, "mean", "lo", "hi", "n"])
+        return pd.DataFrame(columns=cols)
     long = pd.concat(parts, ignore_index=True)
+    runs = long.groupby(band_by)[series].nunique()
     long = long[np.isfinite(long[y].to_numpy(dtype=float))]
     agg = long.groupby([band_by, x], sort=True)[y].agg(["mean", "std", "count"]).reset_index()
     half = np.array([_t975(int(n)) for n in agg["count"]]) * agg["std"].to_numpy() / np.sqrt(agg["count"].to_numpy())
     agg["lo"] = agg["mean"] - half
     agg["hi"] = agg["mean"] + half
+    if y_range is not None:
+        lo_b, hi_b = float(y_range[0]), float(y_range[1])
+        for c in ("mean", "lo", "hi"):
+            agg[c] = agg[c].clip(lo_b, hi_b)
     agg = agg.rename(columns={"count": "n"})
     agg["n"] = agg["n"].astype(int)
-    return agg[[band_by, x, "mean", "lo", "hi", "n"]]
+    agg["runs"] = agg[band_by].map(runs).astype(int)
+    return agg[cols]
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    out = mask.copy()
+    out[1:] |= mask[:-1]
+    out[:-1] |= mask[1:]
+    return out
+
+
+def _add_curves(fig: go.Figure, df: pd.DataFrame, *, x: str, y: str, series: str, smoothing: float,
+                band_by: str | None, colors: Mapping[str, str], y_range, cell: dict, shown: set) -> None:
+    """The traces of one panel of :func:`curves_figure` (``cell``: its subplot, {} for none)."""
+    if band_by:
+        table = band_table(df, x=x, y=y, series=series, band_by=band_by, smoothing=smoothing, y_range=y_range)
+        for name, g in table.groupby(band_by, sort=False):
+            name = str(name)
+            c = colors[name]
+            runs = int(g["runs"].iloc[0])
+            label = f"{name} (n={runs})"
+            xs, mean, n = g[x].to_numpy(), g["mean"].to_numpy(dtype=float), g["n"].to_numpy()
+            part = n < runs
+            custom = np.stack([n, np.full(len(n), runs)], axis=1)
+            hover = "%{y:.4g} (n=%{customdata[0]} of %{customdata[1]})"
+            fig.add_trace(go.Scatter(x=xs, y=np.where(part, np.nan, mean), mode="lines", name=label,
+                                     line=dict(color=c, width=2), legendgroup=name, showlegend=label not in shown,
+                                     customdata=custom, hovertemplate=hover), **cell)
+            shown.add(label)
+            if part.any():  # where some runs have stopped: the mean of fewer runs, dotted and named so
+                fig.add_trace(go.Scatter(x=xs, y=np.where(_dilate(part), mean, np.nan), mode="lines",
+                                         name=f"{name}: fewer runs", line=dict(color=c, width=1.5, dash="dot"),
+                                         legendgroup=name, showlegend=False, customdata=custom,
+                                         hovertemplate=hover), **cell)
+            if np.isfinite(g["lo"].to_numpy(dtype=float)).any():
+                fig.add_trace(band_trace(xs, g["lo"], g["hi"], c, f"{name} 95% band", group=name), **cell)
+        return
+    for name, g in df.sort_values([series, x]).groupby(series, sort=False):
+        name = str(name)
+        c = colors[name]
+        raw = g[y].to_numpy(dtype=float)
+        if smoothing > 0:
+            fig.add_trace(go.Scatter(x=g[x], y=raw, mode="lines", line=dict(color=_faint(c, 0.25), width=1),
+                                     name=f"{name} (raw)", legendgroup=name, showlegend=False,
+                                     hoverinfo="skip"), **cell)
+        fig.add_trace(go.Scatter(x=g[x], y=ema(raw, smoothing), mode="lines", name=name,
+                                 line=dict(color=c, width=2), legendgroup=name, showlegend=name not in shown,
+                                 hovertemplate="%{y:.4g}"), **cell)
+        shown.add(name)
 
 
 def curves_figure(df: pd.DataFrame, x: str = "step", y: str = "value", series: str = "run",
                   smoothing: float = 0.0, log_y: bool = False, band_by: str | None = None,
-                  *, title: str | None = None, y_label: str | None = None) -> go.Figure:
+                  *, title: str | None = None, y_label: str | None = None, colors: Mapping[str, str] | None = None,
+                  y_range: tuple[float, float] | None = None, facet: str | None = None,
+                  facet_order: Sequence[str] | None = None, facet_ranges: Mapping[str, tuple] | None = None) -> go.Figure:
     """Overlay of curves from a long frame: one line per ``series`` (or per ``band_by`` group).
 
     With ``smoothing`` > 0 each line is the TensorBoard EMA (:func:`ema`) with the raw curve
     drawn faint behind it. With ``band_by`` (a column such as ``estimator``) the series of
-    each group are combined into their mean with a 95% band (:func:`band_table`).
+    each group are combined into their mean with a 95% band (:func:`band_table`); the legend
+    gives each group's number of runs, hover the number at that x, and where some runs have
+    stopped the mean goes on dotted (it is over fewer runs there). ``facet`` (a column such
+    as ``metric``) draws one panel per value, stacked with a shared x axis (small multiples;
+    ``facet_ranges`` gives each panel's ``y_range``). Colours come from
+    :func:`series_colors` (or ``colors``: name -> colour); hover lists every line at the
+    hovered x.
 
     >>> df = pd.DataFrame({"run": list("aabb"), "estimator": list("gggg"),
     ...                    "step": [0, 1, 0, 1], "value": [1.0, 2.0, 3.0, 2.0]})
     >>> [t.name for t in curves_figure(df, band_by="estimator").data]
     ['g (n=2)', 'g 95% band']
     """
-    _need(df, [x, y, series] + ([band_by] if band_by else []), "curves_figure")
-    fig = go.Figure()
-    if band_by:
-        table = band_table(df, x=x, y=y, series=series, band_by=band_by, smoothing=smoothing)
-        for i, (name, g) in enumerate(table.groupby(band_by, sort=True)):
-            c = _color(i)
-            n = int(g["n"].max()) if len(g) else 0
-            fig.add_trace(go.Scatter(x=g[x], y=g["mean"], mode="lines", name=f"{name} (n={n})",
-                                     line=dict(color=c, width=2), legendgroup=str(name)))
-            band = g[np.isfinite(g["lo"].to_numpy(dtype=float))]
-            if len(band):
-                fig.add_trace(go.Scatter(
-                    x=np.concatenate([band[x].to_numpy(), band[x].to_numpy()[::-1]]),
-                    y=np.concatenate([band["hi"].to_numpy(), band["lo"].to_numpy()[::-1]]),
-                    fill="toself", fillcolor=_faint(c, 0.18), line=dict(width=0), hoverinfo="skip",
-                    name=f"{name} 95% band", legendgroup=str(name), showlegend=False))
+    _need(df, [x, y, series] + ([band_by] if band_by else []) + ([facet] if facet else []), "curves_figure")
+    key = band_by or series
+    palette = _colors_for(df[key].astype(str).unique(), colors)
+    shown: set = set()
+    kw = dict(x=x, y=y, series=series, smoothing=smoothing, band_by=band_by, colors=palette, shown=shown)
+    panels = (list(facet_order) if facet_order is not None else
+              sorted(df[facet].astype(str).unique(), key=natural_key)) if facet else []
+    if len(panels) <= 1:  # one panel: a plain figure, the metric named on its y axis
+        rng = (facet_ranges or {}).get(panels[0], y_range) if panels else y_range
+        fig = go.Figure()
+        _add_curves(fig, df, y_range=rng, cell={}, **kw)
+        fig = _layout(fig, title=title, x=x, y=y_label or (panels[0] if panels else y), log_y=log_y,
+                      hovermode="x unified")
     else:
-        for i, (name, g) in enumerate(df.sort_values([series, x]).groupby(series, sort=False)):
-            c = _color(i)
-            raw = g[y].to_numpy(dtype=float)
-            if smoothing > 0:
-                fig.add_trace(go.Scatter(x=g[x], y=raw, mode="lines", line=dict(color=_faint(c, 0.25), width=1),
-                                         name=f"{name} (raw)", legendgroup=str(name), showlegend=False,
-                                         hoverinfo="skip"))
-            fig.add_trace(go.Scatter(x=g[x], y=ema(raw, smoothing), mode="lines", name=str(name),
-                                     line=dict(color=c, width=2), legendgroup=str(name)))
-    return _layout(fig, title=title, x=x, y=y_label or y, log_y=log_y)
+        fig, rows, cols = _subplots(len(panels), titles=panels)
+        for k, p in enumerate(panels):
+            rng = (facet_ranges or {}).get(p, y_range)
+            _add_curves(fig, df[df[facet].astype(str) == p], y_range=rng, cell=_cell(k, cols), **kw)
+        fig = _layout(fig, title=title, x="", y="", log_y=log_y, hovermode="x unified")
+        fig.update_xaxes(title_text=x, row=rows, col=1)
+        # the run list beside the panels (the panel titles sit where a top legend would)
+        fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01))
+    fig.update_xaxes(showspikes=True, spikemode="across", spikethickness=1, spikedash="dot", spikecolor="#999")
+    return fig
 
 
 # --- advantages ---------------------------------------------------------------------------
@@ -237,8 +423,9 @@ def advantage_histogram(samples: pd.DataFrame, estimators: Iterable[str], step: 
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max())
         size = (hi - lo) / nbins if hi > lo else 1.0
-        for i, (n, v) in enumerate(zip(names, vals)):
-            fig.add_trace(go.Histogram(x=v, name=n, opacity=0.55, marker_color=_color(i),
+        palette = series_colors(names)
+        for n, v in zip(names, vals):
+            fig.add_trace(go.Histogram(x=v, name=n, opacity=0.55, marker_color=palette[str(n)],
                                        xbins=dict(start=lo - 1e-9, end=hi + size, size=size)))
     fig.update_layout(barmode="overlay")
     label = "advantage" + (f" (step {step})" if step is not None else "")
@@ -311,7 +498,8 @@ def _metrics_value_mse(metrics: pd.DataFrame, series: str | None) -> pd.DataFram
 
 
 def value_mse_figure(metrics_or_probes_df: pd.DataFrame, estimators: Iterable[str] | None = None, *,
-                     series: str | None = "run", log_y: bool = False, title: str | None = None) -> go.Figure:
+                     series: str | None = "run", log_y: bool = False, title: str | None = None,
+                     facet: str | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
     """Each estimator's corrected probe value MSE over steps, with a ±1 SE band.
 
     Takes a probes table (columns ``step, estimator, sq_err, truth_se``: the band comes from
@@ -319,11 +507,18 @@ def value_mse_figure(metrics_or_probes_df: pd.DataFrame, estimators: Iterable[st
     columns: lines only, the metrics hold no SE). With a ``series`` column (e.g. ``run``)
     each (run, estimator) is its own line. ``estimators`` keeps only those.
 
+    Many runs × many estimators: ``facet="estimator"`` draws one panel per estimator (one
+    line per run, coloured by run), ``facet=series`` one panel per run (one line per
+    estimator, coloured by estimator); panels share both axes, so heights compare.
+
     >>> p = pd.DataFrame({"step": [0, 0, 5, 5], "estimator": ["grpo"] * 4,
     ...                   "sq_err": [0.1, 0.3, 0.1, 0.1], "truth_se": [0.0] * 4})
     >>> fig = value_mse_figure(p)
     >>> [t.name for t in fig.data], fig.data[0].y.tolist()
     (['grpo', 'grpo ± SE'], [0.2, 0.1])
+    >>> p2 = pd.concat([p.assign(run="a"), p.assign(run="b")])
+    >>> [t.name for t in value_mse_figure(p2, facet="estimator").data if "SE" not in t.name]
+    ['a', 'b']
     """
     df = metrics_or_probes_df
     use_series = bool(series) and series in df.columns
@@ -334,24 +529,73 @@ def value_mse_figure(metrics_or_probes_df: pd.DataFrame, estimators: Iterable[st
         table = _metrics_value_mse(df, series if use_series else None)
     if estimators is not None:
         table = table[table["estimator"].isin(list(estimators))]
-    fig = go.Figure()
     keys = ([series] if use_series else []) + ["estimator"]
-    for i, (key, g) in enumerate(table.sort_values(keys + ["step"]).groupby(keys, sort=True)):
-        name = " · ".join(str(k) for k in (key if isinstance(key, tuple) else (key,)))
-        c = _color(i)
-        fig.add_trace(go.Scatter(x=g["step"], y=g["mse"], mode="lines+markers", name=name,
-                                 line=dict(color=c, width=2), legendgroup=name))
-        band = g[np.isfinite(g["se"].to_numpy(dtype=float))]
-        if len(band):
-            hi = (band["mse"] + band["se"]).to_numpy()
-            lo = (band["mse"] - band["se"]).to_numpy()
-            if log_y:
-                lo = np.maximum(lo, hi * 1e-3)
-            fig.add_trace(go.Scatter(x=np.concatenate([band["step"].to_numpy(), band["step"].to_numpy()[::-1]]),
-                                     y=np.concatenate([hi, lo[::-1]]), fill="toself", fillcolor=_faint(c, 0.15),
-                                     line=dict(width=0), hoverinfo="skip", name=f"{name} ± SE",
-                                     legendgroup=name, showlegend=False))
-    return _layout(fig, title=title, x="step", y="value MSE (corrected)", log_y=log_y)
+    if facet is not None and facet not in keys:
+        raise KeyError(f"value_mse_figure: facet must be one of {keys}, got {facet!r}")
+    panels = sorted(table[facet].astype(str).unique(), key=natural_key) if facet else [None]
+    if facet:
+        fig, rows, cols = _subplots(len(panels), cols=3, titles=panels, row_height=230)
+    else:
+        fig, rows, cols = go.Figure(), 1, 1
+    line_keys = [k for k in keys if k != facet]
+    name_of = (lambda r: " · ".join(str(r[k]) for k in line_keys))
+    table = table.assign(_line=table.apply(name_of, axis=1) if len(table) else pd.Series(dtype=str))
+    palette = _colors_for(table["_line"].unique(), colors)
+    shown: set = set()
+    for k, panel in enumerate(panels):
+        sub = table if panel is None else table[table[facet].astype(str) == panel]
+        cell = _cell(k, cols) if facet else {}
+        for name, g in sorted(sub.sort_values("step").groupby("_line", sort=False), key=lambda t: natural_key(t[0])):
+            c = palette[name]
+            fig.add_trace(go.Scatter(x=g["step"], y=g["mse"], mode="lines+markers", name=name, marker=dict(size=5),
+                                     line=dict(color=c, width=2), legendgroup=name, showlegend=name not in shown), **cell)
+            shown.add(name)
+            se = g["se"].to_numpy(dtype=float)
+            if np.isfinite(se).any():
+                hi = g["mse"].to_numpy(dtype=float) + se
+                lo = g["mse"].to_numpy(dtype=float) - se
+                if log_y:
+                    lo = np.maximum(lo, hi * 1e-3)
+                fig.add_trace(band_trace(g["step"].to_numpy(), lo, hi, c, f"{name} ± SE", group=name, alpha=0.15), **cell)
+    fig = _layout(fig, title=title, x="step" if not facet else "", y="value MSE (corrected)" if not facet else "",
+                  log_y=log_y)
+    if facet:
+        fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01))
+        fig.update_yaxes(matches="y")
+        fig.update_xaxes(matches="x")
+        fig.update_yaxes(title_text="value MSE (corrected)", row=1, col=1)
+    return fig
+
+
+def value_mse_ranking(probes: pd.DataFrame, by: Sequence[str] = ("run",), step: int | None = None) -> pd.DataFrame:
+    """Estimators ranked by corrected value MSE at one probe step of each ``by`` group (its
+    last one unless ``step`` is given), with a 95% t-interval over the probe prompts
+    (:func:`mean_interval` of ``sq_err − truth_se²``).
+
+    Shapes: probes (R rows) -> one row per (group, estimator): [*by, step, rank, estimator, mse, lo, hi, n].
+
+    >>> p = pd.DataFrame({"run": ["r"] * 4, "step": [3] * 4, "estimator": ["a", "a", "b", "b"],
+    ...                   "sq_err": [0.2, 0.4, 0.1, 0.1], "truth_se": [0.0] * 4})
+    >>> value_mse_ranking(p)[["estimator", "rank", "mse", "n"]].to_dict("records")
+    [{'estimator': 'b', 'rank': 1, 'mse': 0.1, 'n': 2}, {'estimator': 'a', 'rank': 2, 'mse': 0.30000000000000004, 'n': 2}]
+    """
+    by = [b for b in by if b in probes.columns]
+    _need(probes, ["step", "estimator", "sq_err", "truth_se"], "value_mse_ranking")
+    cols = by + ["step", "rank", "estimator", "mse", "lo", "hi", "n"]
+    rows = []
+    groups = probes.groupby(by, sort=False) if by else [((), probes)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        s = int(g["step"].max()) if step is None else int(step)
+        at = g[g["step"] == s]
+        part = []
+        for est, e in at.groupby("estimator", sort=False):
+            err = e["sq_err"].to_numpy(dtype=float) - e["truth_se"].to_numpy(dtype=float) ** 2
+            m, lo, hi, n = mean_interval(err)
+            part.append({**dict(zip(by, key)), "step": s, "estimator": str(est), "mse": m, "lo": lo, "hi": hi, "n": n})
+        part.sort(key=lambda r: (r["mse"], natural_key(r["estimator"])))
+        rows += [{**r, "rank": i + 1} for i, r in enumerate(part)]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def value_mse_vs_g_table(results: pd.DataFrame, reuse: int | None = None) -> pd.DataFrame:
@@ -397,9 +641,10 @@ def value_mse_vs_g_figure(results_df: pd.DataFrame, estimators: Iterable[str] | 
     if estimators is not None:
         table = table[table["estimator"].isin(list(estimators))]
     fig = go.Figure()
-    for i, (name, g) in enumerate(table.groupby("estimator", sort=True)):
+    palette = series_colors(table["estimator"].astype(str).unique())
+    for name, g in table.groupby("estimator", sort=True):
         fig.add_trace(go.Scatter(x=g["group_size"].tolist(), y=g["mse"].tolist(), mode="lines+markers", name=str(name),
-                                 line=dict(color=_color(i)),
+                                 line=dict(color=palette[str(name)]),
                                  error_y=dict(type="data", array=g["se"].fillna(0).tolist(), visible=True)))
     fig = _layout(fig, title=title, x="rollouts per prompt G", y="value MSE (exact)", log_y=True)
     fig.update_xaxes(type="log", tickvals=sorted(table["group_size"].unique().tolist()) if len(table) else None)
@@ -434,33 +679,85 @@ def trust_region_table(measures: Iterable[str], delta: float | Mapping[str, floa
     return pd.DataFrame(rows, columns=["measure", "delta", "low", "high", "room_down", "room_up"])
 
 
+def trust_region_bars(table: pd.DataFrame, label: str = "measure", *, space: str = "ratio",
+                      colors: Mapping[str, str] | None = None, title: str | None = None) -> go.Figure:
+    """Clip intervals [l, u] as horizontal bars on one shared axis, one row per ``label``.
+
+    ``space="ratio"``: in ratio space around w = 1; ``"log"``: in log-ratio space around 0
+    (log l, log u: a measure symmetric in log w has equal arms there); ``"both"``: the two
+    side by side. Each bar's ends are written beside it, so close bounds (0.800 vs 0.813) can
+    be told apart. ``table`` has columns ``label``, ``low``, ``high`` (and optionally ``name``,
+    the trace name; else the label): :func:`trust_region_table`, or the dashboard's runs.
+
+    >>> t = pd.DataFrame({"measure": ["ratio"], "low": [0.8], "high": [1.25]})
+    >>> fig = trust_region_bars(t, space="both")
+    >>> [round(v, 4) for v in fig.data[0].x], [round(v, 4) for v in fig.data[1].x]
+    ([0.8, 1.25], [-0.2231, 0.2231])
+    """
+    _need(table, [label, "low", "high"], "trust_region_bars")
+    spaces = {"ratio": ["ratio"], "log": ["log"], "both": ["ratio", "log"]}
+    if space not in spaces:
+        raise ValueError(f"trust_region_bars: space must be one of {sorted(spaces)}, got {space!r}")
+    kinds = spaces[space]
+    labels = [str(v) for v in table[label]]
+    names = [str(v) for v in (table["name"] if "name" in table.columns else table[label])]
+    palette = _colors_for(names, colors)
+    if len(kinds) == 2:
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04,
+                            subplot_titles=["ratio w = π_θ / π_old", "log-ratio log w"])
+    else:
+        fig = go.Figure()
+    n = len(table)
+    ypos = list(range(n))[::-1]  # the first row on top
+    shapes = []
+    for col, kind in enumerate(kinds, start=1):
+        cell = dict(row=1, col=col) if len(kinds) == 2 else {}
+        f = (lambda v: float(v)) if kind == "ratio" else (lambda v: math.log(float(v)))
+        centre = 1.0 if kind == "ratio" else 0.0
+        ends = []
+        for y, lab, name, lo, hi in zip(ypos, labels, names, table["low"], table["high"]):
+            a, b = f(lo), f(hi)
+            ends += [a, b]
+            fmt = (lambda v: f"{v:.4f}") if kind == "ratio" else (lambda v: f"{v:+.4f}")
+            fig.add_trace(go.Scatter(
+                x=[a, b], y=[y, y], mode="lines+markers+text", name=name if kind == "ratio" else f"{name} · log",
+                text=[fmt(a), fmt(b)], textposition=["middle left", "middle right"], textfont=dict(size=11),
+                line=dict(color=palette[name], width=12), marker=dict(size=12, color=palette[name], symbol="line-ns-open"),
+                hovertemplate=(f"{lab}: [{fmt(a)}, {fmt(b)}]<br>down {centre - a:.4f} / up {b - centre:.4f}<extra></extra>"),
+                cliponaxis=False), **cell)
+        arm = max([abs(e - centre) for e in ends] or [0.25])
+        axis = "x" if col == 1 else "x2"
+        shapes.append(vline(centre, xref=axis, dash="dot", color="#555"))
+        fig.update_xaxes(range=[centre - 1.45 * arm, centre + 1.45 * arm], zeroline=False, **cell)
+    fig.update_yaxes(tickvals=ypos, ticktext=labels, range=[-0.7, n - 0.3], showgrid=False, zeroline=False)
+    fig = _layout(fig, title=title, x="ratio w = π_θ / π_old" if kinds == ["ratio"] else
+                  ("log w" if kinds == ["log"] else ""), y="")
+    fig.update_layout(shapes=shapes, showlegend=False, height=120 + 46 * max(1, n))
+    return fig
+
+
 def trust_region_figure(measures: Iterable[str], delta: float | Mapping[str, float] | None = None, *,
-                        title: str | None = None) -> go.Figure:
+                        title: str | None = None, space: str = "ratio") -> go.Figure:
     """Each measure's clip interval [l, u] as a bar in ratio space around w = 1.
 
     Budgets as in :func:`trust_region_table` (matched by default), so KL3's asymmetry
-    (more room up than down) shows against ratio clipping's symmetric [0.8, 1.2].
+    (more room up than down) shows against ratio clipping's symmetric [0.8, 1.2];
+    ``space="log"`` or ``"both"`` adds log-ratio space (:func:`trust_region_bars`).
 
     >>> fig = trust_region_figure(["ratio", "kl3"])
     >>> [t.name for t in fig.data]
     ['ratio', 'kl3']
     """
     table = trust_region_table(measures, delta)
-    fig = go.Figure()
-    for i, r in enumerate(table.itertuples(index=False)):
-        label = f"{r.measure} δ={r.delta:.4g}"
-        fig.add_trace(go.Scatter(
-            x=[r.low, r.high], y=[label, label], mode="lines+markers", name=r.measure,
-            line=dict(color=_color(i), width=14), marker=dict(size=4),
-            hovertemplate=f"{r.measure}: [{r.low:.4f}, {r.high:.4f}]<br>down {r.room_down:.4f} / up {r.room_up:.4f}<extra></extra>"))
-    fig.update_layout(shapes=[vline(1.0)])
-    fig = _layout(fig, title=title, x="ratio w = π_θ / π_old (clipped to the bar)", y="")
-    fig.update_layout(showlegend=False, height=120 + 50 * len(table))
-    return fig
+    table["label"] = [f"{m} δ={d:.4g}" for m, d in zip(table["measure"], table["delta"])]
+    table["name"] = table["measure"]
+    return trust_region_bars(table, "label", space=space, title=title)
 
 
 def clip_fraction_figure(metrics_df: pd.DataFrame, series: str | None = "run", *,
-                         title: str | None = None) -> go.Figure:
+                         title: str | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
     """Fraction of tokens clipped at the low and the high bound over steps, per run.
 
     Reads ``actor/clip_frac_low`` (dashed) and ``actor/clip_frac_high`` (solid) from a
@@ -474,29 +771,32 @@ def clip_fraction_figure(metrics_df: pd.DataFrame, series: str | None = "run", *
     _need(metrics_df, ["step", "actor/clip_frac_low", "actor/clip_frac_high"], "clip_fraction_figure")
     fig = go.Figure()
     groups = metrics_df.groupby(series, sort=True) if series and series in metrics_df.columns else [("", metrics_df)]
-    for i, (name, g) in enumerate(groups):
+    groups = sorted(groups, key=lambda t: natural_key(t[0]))
+    palette = _colors_for([str(n) for n, _ in groups], colors)
+    for name, g in groups:
         g = g.sort_values("step")
-        c = _color(i)
+        c = palette[str(name)]
         prefix = f"{name} " if name != "" else ""
         fig.add_trace(go.Scatter(x=g["step"], y=g["actor/clip_frac_low"], mode="lines", name=f"{prefix}low",
-                                 line=dict(color=c, dash="dash")))
+                                 line=dict(color=c, dash="dash"), legendgroup=str(name)))
         fig.add_trace(go.Scatter(x=g["step"], y=g["actor/clip_frac_high"], mode="lines", name=f"{prefix}high",
-                                 line=dict(color=c)))
-    return _layout(fig, title=title, x="step", y="fraction of tokens clipped")
+                                 line=dict(color=c), legendgroup=str(name)))
+    return _layout(fig, title=title, x="step", y="fraction of tokens clipped", hovermode="x unified")
 
 
-def vline(x: float, **line) -> dict:
+def vline(x: float, xref: str = "x", **line) -> dict:
     """A vertical line across the plot as a layout shape (much cheaper than ``Figure.add_vline``).
 
     >>> vline(1.0)["x0"], vline(1.0)["yref"]
     (1.0, 'paper')
     """
-    return dict(type="line", xref="x", yref="paper", x0=x, x1=x, y0=0, y1=1, line={"color": "black", "width": 1, **line})
+    return dict(type="line", xref=xref, yref="paper", x0=x, x1=x, y0=0, y1=1, line={"color": "black", "width": 1, **line})
 
 
-def hline(y: float, **line) -> dict:
+def hline(y: float, yref: str = "y", **line) -> dict:
     """A horizontal line across the plot as a layout shape (see :func:`vline`)."""
-    return dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=y, y1=y, line={"color": "black", "width": 1, **line})
+    return dict(type="line", xref=f"{yref.replace('y', 'x')} domain", yref=yref, x0=0, x1=1, y0=y, y1=y,
+                line={"color": "black", "width": 1, **line})
 
 
 def _need(df: pd.DataFrame, cols: Iterable[str], who: str) -> None:

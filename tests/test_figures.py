@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -186,3 +187,110 @@ def test_clip_fraction_figure_draws_low_and_high_per_run():
     fig = figures.clip_fraction_figure(m)
     assert [tr.name for tr in fig.data] == ["k low", "k high", "r low", "r high"]
     assert list(fig.data[3].y) == [0.0, 0.2]
+
+
+# --- bands, colours, small multiples ------------------------------------------------------------
+def _band_traces(fig):
+    return [t for t in fig.data if t.fill not in (None, "none")]
+
+
+def test_every_band_is_drawn_as_lines_only_so_its_corners_are_not_dots():
+    probes = pd.DataFrame({"step": [0, 0, 5, 5], "estimator": ["grpo"] * 4, "sq_err": [0.1, 0.3, 0.1, 0.2],
+                           "truth_se": [0.0] * 4})
+    figs = [figures.curves_figure(_seeds_frame(), band_by="estimator"), figures.value_mse_figure(probes),
+            figures.value_mse_figure(probes.assign(run="a"), facet="estimator")]
+    for fig in figs:
+        bands = _band_traces(fig)
+        assert bands and all(t.mode == "lines" for t in bands)
+
+
+def test_a_band_stops_where_it_is_undefined_instead_of_bridging_the_gap():
+    t = figures.band_trace([0, 1, 2, 3], [0.0, 0.0, float("nan"), 1.0], [1.0, 1.0, float("nan"), 2.0], "#000000", "b")
+    assert list(t.x) == [0, 1, 1, 0, None, 3, 3]
+    assert list(t.y) == [1.0, 1.0, 0.0, 0.0, None, 2.0, 1.0]
+
+
+def test_grouped_mean_is_marked_where_runs_drop_out_and_counts_runs_per_step():
+    df = pd.DataFrame({"run": ["a"] * 3 + ["b"], "estimator": ["g"] * 4, "step": [0, 1, 2, 0],
+                       "value": [1.0, 2.0, 3.0, 3.0]})
+    table = figures.band_table(df)
+    assert table["n"].tolist() == [2, 1, 1] and table["runs"].tolist() == [2, 2, 2]
+    fig = figures.curves_figure(df, band_by="estimator")
+    solid, dotted = fig.data[0], fig.data[1]
+    assert solid.name == "g (n=2)" and dotted.name == "g: fewer runs" and dotted.line.dash == "dot"
+    assert np.isnan(solid.y[1:]).all() and solid.y[0] == 2.0
+    assert list(dotted.y) == [2.0, 2.0, 3.0]  # joined to the last mean of both runs
+    assert [list(c) for c in solid.customdata] == [[2, 2], [1, 2], [1, 2]]
+
+
+def test_bands_are_clipped_to_the_metrics_range():
+    df = pd.DataFrame({"run": ["a", "b"], "estimator": ["g", "g"], "step": [0, 0], "value": [0.0, 0.02]})
+    raw = figures.band_table(df).iloc[0]
+    assert raw["lo"] < 0  # n = 2: the t-interval reaches below 0 ...
+    t = figures.band_table(df, y_range=(0.0, 1.0)).iloc[0]
+    assert t["lo"] == 0.0 and t["hi"] == pytest.approx(raw["hi"]) and t["mean"] == pytest.approx(0.01)
+
+
+def test_mean_interval_is_the_student_t_interval():
+    from scipy import stats
+
+    v = np.array([0.3, 0.1, 0.4, 0.15, 0.2])
+    m, lo, hi, n = figures.mean_interval(v)
+    ref = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
+    assert (m, n) == (pytest.approx(v.mean()), 5) and (lo, hi) == pytest.approx(ref)
+    assert np.isnan(figures.mean_interval([1.0])[1])
+
+
+def test_value_mse_ranking_orders_estimators_within_each_run_at_its_last_step():
+    rows = []
+    for run, last in (("r1", 4), ("r2", 2)):
+        for step in (0, last):
+            for est, err in (("a", 0.3), ("b", 0.1), ("c", 0.2)):
+                for pid in range(3):
+                    rows.append({"run": run, "step": step, "estimator": est, "prompt_id": pid,
+                                 "sq_err": err + 0.01 * pid + (1.0 if step == 0 else 0.0), "truth_se": 0.1})
+    r = figures.value_mse_ranking(pd.DataFrame(rows))
+    assert r["run"].tolist() == ["r1"] * 3 + ["r2"] * 3 and r["step"].tolist() == [4] * 3 + [2] * 3
+    assert r["estimator"].tolist() == ["b", "c", "a"] * 2 and r["rank"].tolist() == [1, 2, 3] * 2
+    b = r.iloc[0]
+    e = np.array([0.1, 0.11, 0.12]) - 0.01
+    assert b["mse"] == pytest.approx(e.mean()) and b["n"] == 3
+    assert (b["lo"], b["hi"]) == pytest.approx(figures.mean_interval(e)[1:3])
+
+
+def test_series_colors_come_from_the_name_and_stay_distinct():
+    names = [f"sample_runs/run-{i}" for i in range(12)]
+    c = figures.series_colors(names)
+    assert len(set(c.values())) == 12  # no repeats below the palette's 20
+    alone = figures.series_colors([names[5]])[names[5]]
+    assert alone == figures.COLORS[zlib.crc32(names[5].encode()) % len(figures.COLORS)]
+    # the same run, the same colour, whatever chart it is drawn in
+    df = pd.DataFrame({"run": [names[5]] * 2, "step": [0, 1], "value": [1.0, 2.0]})
+    assert figures.curves_figure(df).data[-1].line.color == alone
+
+
+def test_natural_sort_orders_numbers_by_value():
+    assert sorted(["s10", "s9", "s1", "S2"], key=figures.natural_key) == ["s1", "S2", "s9", "s10"]
+
+
+def test_small_multiples_share_x_and_keep_one_legend_entry_per_run():
+    df = pd.concat([_seeds_frame().assign(metric=m) for m in ("a/x", "b/y")])
+    fig = figures.curves_figure(df, facet="metric", smoothing=0.5)
+    assert [a.text for a in fig.layout.annotations] == ["a/x", "b/y"]
+    assert fig.layout.xaxis.matches == "x2" or fig.layout.xaxis2.matches == "x" or fig.layout.xaxis.matches == "x"
+    assert fig.layout.hovermode == "x unified"
+    legend = [t.name for t in fig.data if t.showlegend is not False]
+    assert sorted(legend) == ["g0", "g1", "g2", "k0"]
+
+
+def test_trust_regions_sit_on_numeric_rows_so_they_are_drawn():
+    # defect: text labels on y with the shared layout's linear axis drew nothing
+    fig = figures.trust_region_figure(["ratio", "kl1", "kl2", "kl3"], space="both")
+    ratio = [t for t in fig.data if not t.name.endswith(" · log")]
+    assert [t.name for t in ratio] == ["ratio", "kl1", "kl2", "kl3"]
+    assert all(isinstance(v, (int, float)) for t in fig.data for v in t.y)
+    assert list(fig.layout.yaxis.ticktext) == [f"{m} δ={matched_delta(m):.4g}" for m in ("ratio", "kl1", "kl2", "kl3")]
+    logs = {t.name: list(t.x) for t in fig.data if t.name.endswith(" · log")}
+    lo, hi = clip_bounds("kl3", matched_delta("kl3"))
+    assert logs["kl3 · log"] == pytest.approx([math.log(lo), math.log(hi)])
+    assert fig.layout.xaxis.range[0] < 0.8 and fig.layout.xaxis.range[1] > 1.2134  # every bar inside the axis
