@@ -55,11 +55,14 @@ def config_diff(table: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 def filter_runs(table: pd.DataFrame, field: str | None, values: Iterable, status: Iterable[str] | None = None,
                 text: str = "") -> pd.DataFrame:
-    """Rows whose ``field`` is one of ``values`` (all when empty), ``status`` in ``status``, name containing ``text``.
+    """Rows whose ``field`` is one of ``values`` (all when empty), ``status`` in ``status``, and
+    whose key as shown (``<root label>/<name>``, e.g. ``demo/grpo``) contains ``text``.
 
-    >>> t = pd.DataFrame({"name": ["a", "b"], "status": ["finished", "failed"], "seed": [0, 1]})
+    >>> t = pd.DataFrame({"key": ["demo/a", "x/b"], "name": ["a", "b"], "status": ["finished", "failed"], "seed": [0, 1]})
     >>> filter_runs(t, "seed", [1])["name"].tolist(), filter_runs(t, None, [], ["finished"])["name"].tolist()
     (['b'], ['a'])
+    >>> filter_runs(t, None, [], text="demo")["key"].tolist()
+    ['demo/a']
     """
     keep = pd.Series(True, index=table.index)
     values = list(values)
@@ -69,24 +72,27 @@ def filter_runs(table: pd.DataFrame, field: str | None, values: Iterable, status
     if status:
         keep &= table["status"].isin(list(status))
     if text:
-        keep &= table["name"].astype(str).str.contains(text, case=False, regex=False)
+        shown = table["key"] if "key" in table.columns else table["name"]
+        keep &= shown.astype(str).str.contains(text, case=False, regex=False)
     return table[keep]
 
 
-def runs_overview_figure(table: pd.DataFrame, value: str = "eval_accuracy") -> go.Figure:
-    """One bar per run: its last held-out accuracy (or ``value``), coloured by estimator.
+def runs_overview_figure(table: pd.DataFrame, value: str = "eval_accuracy",
+                         colors: dict[str, str] | None = None) -> go.Figure:
+    """One bar per run: its last held-out accuracy (or ``value``), in the run's own colour
+    (``colors``: run key -> colour, else :func:`lab.figures.series_colors`); hover names its estimator.
 
     >>> t = pd.DataFrame({"key": ["a", "b"], "estimator": ["grpo", "kae"], "eval_accuracy": [0.5, None]})
     >>> [(tr.name, list(tr.x)) for tr in runs_overview_figure(t).data]
-    [('grpo', ['a'])]
+    [('eval_accuracy', ['a'])]
     """
     d = table[table[value].notna()] if value in table else table.iloc[0:0]
-    fig = go.Figure()
-    for i, (est, g) in enumerate(d.groupby(d["estimator"].astype(str), sort=True)):
-        fig.add_trace(go.Bar(x=g["key"].tolist(), y=g[value].astype(float).tolist(), name=est,
-                             marker_color=figures.COLORS[i % len(figures.COLORS)]))
-    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=80), height=320,
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
+    keys = d["key"].astype(str).tolist()
+    palette = colors if colors is not None and all(k in colors for k in keys) else figures.series_colors(keys, colors)
+    fig = go.Figure(go.Bar(x=keys, y=d[value].astype(float).tolist(), name=value,
+                           marker_color=[palette[k] for k in keys], customdata=d["estimator"].astype(str).tolist(),
+                           hovertemplate="%{x} (%{customdata}): %{y:.3f}<extra></extra>"))
+    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=80), height=320, showlegend=False)
     fig.update_yaxes(title_text=value.replace("_", " ") + " (last logged)")
     return fig
 
@@ -152,10 +158,11 @@ def baseline_reward_figure(table: pd.DataFrame) -> go.Figure:
     """Baseline against reward per estimator (rewards jittered a little sideways, y = x dashed)."""
     fig = go.Figure()
     rng = np.random.default_rng(0)  # fixed jitter: the same picture on every rerun
-    for i, (n, g) in enumerate(table.groupby("estimator", sort=False)):
+    palette = figures.series_colors(table["estimator"].astype(str).unique())
+    for n, g in table.groupby("estimator", sort=False):
         jitter = rng.uniform(-0.04, 0.04, len(g))
         fig.add_trace(go.Scatter(x=g["reward"] + jitter, y=g["baseline"], mode="markers", name=str(n),
-                                 marker=dict(color=figures.COLORS[i % len(figures.COLORS)], size=5, opacity=0.5)))
+                                 marker=dict(color=palette[str(n)], size=5, opacity=0.5)))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="baseline = reward",
                              line=dict(color="#7f7f7f", dash="dash", width=1)))
     fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=50))
@@ -194,10 +201,11 @@ def truth_vs_baseline_figure(probes: pd.DataFrame, step: int, estimators: Iterab
     if estimators is not None:
         p = p[p["estimator"].isin(list(estimators))]
     fig = go.Figure()
-    for i, (n, g) in enumerate(p.groupby("estimator", sort=True)):
+    palette = figures.series_colors(p["estimator"].astype(str).unique())
+    for n, g in p.groupby("estimator", sort=True):
         fig.add_trace(go.Scatter(x=g["truth"], y=g["baseline_mean"], mode="markers", name=str(n),
                                  error_x=dict(type="data", array=g["truth_se"].tolist(), visible=True, thickness=1),
-                                 marker=dict(color=figures.COLORS[i % len(figures.COLORS)], size=7, opacity=0.7)))
+                                 marker=dict(color=palette[str(n)], size=7, opacity=0.7)))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="baseline = truth",
                              line=dict(color="#7f7f7f", dash="dash", width=1)))
     fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=50))
@@ -261,13 +269,14 @@ def group_figure(group: pd.DataFrame, train_estimator: str, shadow: str | None =
     """
     x = [f"rollout {int(r)}" for r in (group["rollout"] if "rollout" in group else range(len(group)))]
     fig = go.Figure()
+    palette = figures.series_colors([train_estimator] + ([shadow] if shadow else []))
     fig.add_trace(go.Bar(x=x, y=group["reward"].astype(float).tolist(), name="reward", marker_color="#7f7f7f"))
     fig.add_trace(go.Bar(x=x, y=group["advantage"].astype(float).tolist(), name=f"advantage ({train_estimator})",
-                         marker_color=figures.COLORS[0]))
+                         marker_color=palette[train_estimator]))
     if shadow and shadow != train_estimator:
         col = figures.advantage_column(group, shadow)
         fig.add_trace(go.Bar(x=x, y=group[col].astype(float).tolist(), name=f"advantage ({shadow})",
-                             marker_color=figures.COLORS[1]))
+                             marker_color=palette[shadow]))
     fig.update_layout(template="plotly_white", barmode="group", height=320, margin=dict(l=60, r=20, t=30, b=40),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0))
     return fig
@@ -275,56 +284,122 @@ def group_figure(group: pd.DataFrame, train_estimator: str, shadow: str | None =
 
 # --- clipping -------------------------------------------------------------------------------
 def run_bounds_table(configs: dict[str, dict]) -> pd.DataFrame:
-    """Each run's clip interval [l, u] from its config (measure, δ, clip-higher sides).
+    """Each run's clip interval [l, u] from its config (measure, δ, clip-higher sides); runs
+    whose loss rule ignores the bounds (the rule registry's ``uses_bounds``, e.g. ``vanilla``)
+    or whose config names no known measure or rule are left out.
 
-    >>> run_bounds_table({"r": {"clip_measure": "ratio", "clip_delta": 0.2, "loss": "ppo"}}).round(3).to_dict("records")
+    >>> run_bounds_table({"r": {"clip_measure": "ratio", "clip_delta": 0.2, "loss": "ppo"},
+    ...                   "v": {"clip_measure": "ratio", "clip_delta": 0.2, "loss": "vanilla"}}).round(3).to_dict("records")
     [{'run': 'r', 'measure': 'ratio', 'delta': 0.2, 'low': 0.8, 'high': 1.2}]
     """
-    from lab.losses import clip_bounds
+    from lab.losses import RULES, clip_bounds
 
     rows = []
     for run, c in configs.items():
-        m, d = c.get("clip_measure"), c.get("clip_delta")
-        if not m or d is None or c.get("loss") == "vanilla":
+        m, d, loss = c.get("clip_measure"), c.get("clip_delta"), c.get("loss")
+        if not m or d is None:
             continue
         try:
+            if loss is not None and not RULES.get(loss).uses_bounds:
+                continue
             lo, hi = clip_bounds(m, d, delta_low=c.get("clip_delta_low"), delta_high=c.get("clip_delta_high"))
-        except (ValueError, KeyError):
+        except (ValueError, KeyError, LookupError):
             continue
         rows.append({"run": run, "measure": m, "delta": float(d), "low": lo, "high": hi})
     return pd.DataFrame(rows, columns=["run", "measure", "delta", "low", "high"])
 
 
-def run_bounds_figure(table: pd.DataFrame) -> go.Figure:
-    """The runs' trust regions as bars in ratio space (KL3's is longer above 1 than below)."""
-    fig = go.Figure()
-    for i, r in enumerate(table.itertuples(index=False)):
-        label = f"{r.run}: {r.measure} δ={r.delta:.4g}"
-        fig.add_trace(go.Scatter(x=[r.low, r.high], y=[label, label], mode="lines", name=str(r.run),
-                                 line=dict(color=figures.COLORS[i % len(figures.COLORS)], width=14),
-                                 hovertemplate=f"[{r.low:.4f}, {r.high:.4f}]: down {1 - r.low:.4f} / up {r.high - 1:.4f}<extra></extra>"))
-    fig.update_layout(shapes=[figures.vline(1.0)])
-    fig.update_layout(template="plotly_white", showlegend=False, height=120 + 45 * len(table),
-                      margin=dict(l=60, r=20, t=30, b=50))
-    fig.update_xaxes(title_text="ratio w = π_θ / π_old")
-    return fig
+def run_bounds_figure(table: pd.DataFrame, colors: dict[str, str] | None = None, space: str = "both") -> go.Figure:
+    """The runs' trust regions on one shared axis, in ratio and in log-ratio space
+    (:func:`lab.figures.trust_region_bars`): KL3's arm above 1 is longer than below."""
+    t = table.assign(label=[f"{r.run}: {r.measure} δ={r.delta:.4g}" for r in table.itertuples()], name=table["run"])
+    return figures.trust_region_bars(t, "label", space=space, colors=colors)
 
 
-def ratio_figure(metrics: pd.DataFrame, bounds: pd.DataFrame | None = None) -> go.Figure:
-    """Ratio min / mean / max over steps per run, with the run's clip bounds dotted."""
-    fig = go.Figure()
+def ratio_figure(metrics: pd.DataFrame, bounds: pd.DataFrame | None = None, colors: dict[str, str] | None = None,
+                 panels: bool = False) -> go.Figure:
+    """Ratio min / mean / max over steps per run, with the run's clip bounds dashed.
+
+    ``panels``: one panel per run side by side on one shared y axis (so the bounds of a
+    ratio-clip and a KL3-clip run compare by height); else all runs overlaid.
+
+    >>> m = pd.DataFrame({"run": ["a", "b"], "step": [0, 0], "actor/ratio_mean": [1.0, 1.1]})
+    >>> fig = ratio_figure(m, panels=True)
+    >>> [t.name for t in fig.data], fig.layout.yaxis2.matches
+    (['a mean', 'b mean'], 'y')
+    """
+    runs = sorted(metrics["run"].astype(str).unique(), key=figures.natural_key)
+    palette = colors if colors is not None and all(r in colors for r in runs) else figures.series_colors(runs, colors)
+    if panels and len(runs) > 1:
+        from plotly.subplots import make_subplots
+
+        fig = make_subplots(rows=1, cols=len(runs), shared_yaxes=True, subplot_titles=runs, horizontal_spacing=0.03)
+        fig.update_yaxes(matches="y")
+    else:
+        fig = go.Figure()
     shapes = []
-    for i, (run, g) in enumerate(metrics.groupby("run", sort=True)):
-        c = figures.COLORS[i % len(figures.COLORS)]
-        g = g.sort_values("step")
+    for k, run in enumerate(runs):
+        g = metrics[metrics["run"].astype(str) == run].sort_values("step")
+        c = palette[run]
+        cell = dict(row=1, col=k + 1) if panels and len(runs) > 1 else {}
+        yref = "y" if not cell or k == 0 else f"y{k + 1}"
         for col, dash, w in (("actor/ratio_max", "dot", 1), ("actor/ratio_mean", "solid", 2), ("actor/ratio_min", "dot", 1)):
             if col in g:
                 fig.add_trace(go.Scatter(x=g["step"], y=g[col], mode="lines", name=f"{run} {col.split('_')[-1]}",
-                                         line=dict(color=c, dash=dash, width=w), legendgroup=str(run)))
+                                         line=dict(color=c, dash=dash, width=w), legendgroup=run), **cell)
         if bounds is not None and len(b := bounds[bounds["run"] == run]):
             for v in (float(b["low"].iloc[0]), float(b["high"].iloc[0])):
-                shapes.append(figures.hline(v, color=c, dash="dash"))
-    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=50), shapes=shapes)
+                shapes.append(figures.hline(v, yref=yref, color=c, dash="dash"))
+    fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=40, b=50), shapes=shapes,
+                      hovermode="x unified", legend=dict(orientation="h", yanchor="bottom", y=1.08, x=0))
     fig.update_xaxes(title_text="step")
-    fig.update_yaxes(title_text="ratio π_θ / π_old (dashed: clip bounds)")
+    fig.update_yaxes(title_text="ratio π_θ / π_old (dashed: clip bounds)", row=1, col=1) if panels and len(runs) > 1 \
+        else fig.update_yaxes(title_text="ratio π_θ / π_old (dashed: clip bounds)")
     return fig
+
+
+# --- curves ---------------------------------------------------------------------------------
+METRIC_RANGES = (
+    ("*accuracy", (0.0, 1.0)),
+    ("*_frac", (0.0, 1.0)),
+    ("*_frac_*", (0.0, 1.0)),
+)
+"""(name pattern, possible range) of bounded metrics (docs/metrics.md): bands are clipped to it."""
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The possible range of ``metric`` (``METRIC_RANGES``), None when unbounded.
+
+    >>> metric_range("eval/accuracy"), metric_range("actor/clip_frac_low"), metric_range("reward/mean")
+    ((0.0, 1.0), (0.0, 1.0), None)
+    """
+    from fnmatch import fnmatchcase
+
+    return next((r for pat, r in METRIC_RANGES if fnmatchcase(metric, pat)), None)
+
+
+REPLICATE_FIELDS = ("seed", "run_name", "output_dir")
+"""Config fields expected to differ between the runs of one group (replicates of one setting)."""
+
+
+def group_differences(table: pd.DataFrame, groups: dict[str, Sequence[str]]) -> pd.DataFrame:
+    """Config fields other than ``REPLICATE_FIELDS`` that differ between the runs of each
+    group: one row per (group, field) with the values (one per run, comma-separated).
+
+    >>> t = pd.DataFrame({"key": ["a", "b", "c"], "name": ["a", "b", "c"], "estimator": ["g", "g", "k"],
+    ...                   "seed": [0, 1, 0], "prompts_per_step": [32, 8, 8]})
+    >>> group_differences(t, {"g": ["a", "b"], "k": ["c"]}).to_dict("records")
+    [{'group': 'g', 'field': 'prompts_per_step', 'values': '32, 8', 'runs': 'a, b'}]
+    """
+    rows = []
+    for group, keys in groups.items():
+        keys = list(keys)
+        if len(keys) < 2:
+            continue
+        diff = config_diff(table, keys)
+        for field in diff.index:
+            if field in REPLICATE_FIELDS:
+                continue
+            rows.append({"group": str(group), "field": field, "values": ", ".join(str(v) for v in diff.loc[field]),
+                         "runs": ", ".join(keys)})
+    return pd.DataFrame(rows, columns=["group", "field", "values", "runs"])

@@ -22,6 +22,7 @@ import pandas as pd
 import streamlit as st
 
 from lab import runs as labruns
+from lab.figures import natural_key
 
 REPO = Path(__file__).resolve().parent.parent
 ROOTS_ENV = "LAB_APP_ROOTS"
@@ -82,7 +83,10 @@ def _stamp(*files: Path) -> tuple:
 
 @st.cache_data(ttl=3, show_spinner=False)
 def runs_table(roots: tuple[str, ...]) -> pd.DataFrame:
-    """``lab.runs.list_runs`` over the roots plus a ``key`` column (refreshed every 3 s)."""
+    """``lab.runs.list_runs`` over the roots plus a ``key`` column (refreshed every 3 s).
+
+    Rows in the order of the roots as given (``--runs``), then of the run names in natural
+    order (``s2`` before ``s10``)."""
     df = labruns.list_runs(list(roots))
     by_root = {v: k for k, v in root_labels(list(roots)).items()}
     df.insert(0, "key", [f"{by_root[r]}/{n}" for r, n in zip(df["root"], df["name"])])
@@ -91,7 +95,38 @@ def runs_table(roots: tuple[str, ...]) -> pd.DataFrame:
             labruns.resolve_run(r, n)
         except labruns.RunPathError as e:
             df.loc[df.index[i], ["path", "problem"]] = [None, str(e)]
-    return df
+    order = {str(r): i for i, r in enumerate(roots)}
+    ranks = sorted(range(len(df)), key=lambda i: (order.get(str(df["root"].iloc[i]), len(order)),
+                                                  natural_key(df["name"].iloc[i])))
+    return df.iloc[ranks].reset_index(drop=True)
+
+
+@st.cache_data(ttl=3, show_spinner=False)
+def refused_links(roots: tuple[str, ...]) -> pd.DataFrame:
+    """Symlinks under the roots that lead outside their root (or nowhere): never read, but
+    named on the Runs page so a person knows why a run is missing. Columns: key, target, reason."""
+    rows = []
+    for label, root in root_labels(list(roots)).items():
+        base = Path(root)
+        if not base.is_dir():
+            continue
+        for here, dirs, files in os.walk(base):
+            for d in sorted(dirs + files):
+                p = Path(here) / d
+                if not p.is_symlink():
+                    continue
+                name = p.relative_to(base).as_posix()
+                try:
+                    labruns.resolve_run(root, name)
+                    if p.exists():
+                        continue
+                    reason = "the link leads nowhere (its target is missing)"
+                except labruns.RunPathError as e:
+                    reason = f"refused: {e}"
+                rows.append({"key": f"{label}/{name}", "target": os.readlink(p), "reason": reason})
+            dirs[:] = sorted(x for x in dirs if x not in ("checkpoints", "samples", "probes") and not x.startswith(".")
+                             and not (Path(here) / x).is_symlink())
+    return pd.DataFrame(rows, columns=["key", "target", "reason"])
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -108,19 +143,25 @@ def metrics(path: str | Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def metrics_long(paths: dict[str, str], metric: str, x: str = "step") -> pd.DataFrame:
-    """Long frame (run, step[, x], value) of one metric over several runs (key -> path)."""
+def metrics_long(paths: dict[str, str], metric, x: str = "step") -> pd.DataFrame:
+    """Long frame (run, metric, step[, x], value) of one metric (or a list of them) over
+    several runs (key -> path)."""
+    names = [metric] if isinstance(metric, str) else list(metric)
     frames = []
     for key, path in paths.items():
         m = metrics(path)
-        if m.empty or metric not in m.columns or "step" not in m.columns:
+        if m.empty or "step" not in m.columns:
             continue
         cols = ["step"] + ([x] if x != "step" and x in m.columns else [])
-        d = m[cols + [metric]].rename(columns={metric: "value"}).dropna(subset=["value"])
-        d.insert(0, "run", key)
-        frames.append(d)
+        for name in names:
+            if name not in m.columns:
+                continue
+            d = m[cols + [name]].rename(columns={name: "value"}).dropna(subset=["value"])
+            d.insert(0, "metric", name)
+            d.insert(0, "run", key)
+            frames.append(d)
     if not frames:
-        return pd.DataFrame(columns=["run", "step", "value"])
+        return pd.DataFrame(columns=["run", "metric", "step", "value"])
     return pd.concat(frames, ignore_index=True)
 
 
@@ -147,7 +188,7 @@ def _samples(path: str, steps: tuple[int, ...] | None, stamp: tuple) -> pd.DataF
 def samples(path: str | Path, steps: list[int] | None = None) -> pd.DataFrame:
     """Samples of the given steps (all when None), cached per file state."""
     p = Path(path)
-    files = [p / "samples" / f"step_{s:06d}.parquet" for s in (steps if steps is not None else sample_steps(p))]
+    files = [labruns.step_file(p / "samples", s) for s in (steps if steps is not None else sample_steps(p))]
     return _samples(str(p), tuple(steps) if steps is not None else None, _stamp(p / "samples", *files))
 
 
@@ -158,7 +199,7 @@ def _probes(path: str, stamp: tuple) -> pd.DataFrame:
 
 def probes(path: str | Path) -> pd.DataFrame:
     p = Path(path)
-    files = [p / "probes" / f"step_{s:06d}.parquet" for s in probe_steps(p)]
+    files = [labruns.step_file(p / "probes", s) for s in probe_steps(p)]
     return _probes(str(p), _stamp(p / "probes", *files))
 
 

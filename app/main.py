@@ -32,11 +32,20 @@ state.sidebar(table)
 
 VIEWS = Path(__file__).resolve().parent / "views"
 pages = [
-    st.Page(str(VIEWS / "runs.py"), title="Runs", icon=":material/table_rows:", url_path="runs", default=True),
+    st.Page(str(VIEWS / "runs.py"), title="Runs", icon=":material/table_rows:", url_path="runs"),
     st.Page(str(VIEWS / "curves.py"), title="Curves", icon=":material/show_chart:", url_path="curves"),
     st.Page(str(VIEWS / "advantages.py"), title="Advantages", icon=":material/bar_chart:", url_path="advantages"),
     st.Page(str(VIEWS / "value_mse.py"), title="Value MSE", icon=":material/target:", url_path="value-mse"),
     st.Page(str(VIEWS / "groups.py"), title="Groups", icon=":material/workspaces:", url_path="groups"),
     st.Page(str(VIEWS / "clipping.py"), title="Clipping", icon=":material/content_cut:", url_path="clipping"),
 ]
-st.navigation(pages).run()
+
+
+def _home() -> None:
+    """``/`` opens the Runs page at ``/runs`` (a default page has no path of its own, so ``/runs``
+    would otherwise be "Page not found"), keeping the view in the URL."""
+    st.switch_page(pages[0], query_params={k: st.query_params.get_all(k) for k in st.query_params.keys()})
+
+
+home = st.Page(_home, title="Runs", url_path="home", default=True, visibility="hidden")
+st.navigation([home, *pages]).run()

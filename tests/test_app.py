@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import doctest
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -108,11 +109,15 @@ def test_runs_filters_change_the_rows_shown(app):
     assert app.dataframe[0].value["key"].tolist() == ["sample_runs/failed"]
     app.multiselect(key="runs_status").set_value([]).run()
     app.selectbox(key="runs_field").set_value("estimator").run()
-    app.multiselect(key="runs_values_estimator").set_value(["kae"]).run()
+    app.multiselect(key="runs_values").set_value(["kae"]).run()
     shown = app.dataframe[0].value
     assert sorted(shown["key"]) == ["sample_runs/kae-s0", "sample_runs/kae-s1"] and n_all > 2
     app.text_input(key="runs_text").set_value("s1").run()
     assert app.dataframe[0].value["key"].tolist() == ["sample_runs/kae-s1"]
+    # the text matches the key as shown (root label included), not only the name inside the root
+    app.multiselect(key="runs_values").set_value([]).run()
+    app.text_input(key="runs_text").set_value("sample_runs/").run()
+    assert len(app.dataframe[0].value) == n_all
 
 
 @needs_samples
@@ -168,6 +173,8 @@ def test_a_symlink_out_of_the_root_is_refused(monkeypatch, tmp_path):
     assert "root/link" in msgs and "outside" in msgs
     assert selected(at) == ["root/inside"]
     assert "root/link" not in at.dataframe[0].value["key"].tolist()
+    named = next((m.value for m in at.markdown if "`root/link`" in m.value), "")  # and the Runs page says why
+    assert "outside" in named and "secret" in named
 
 
 def test_the_app_writes_nothing_into_run_directories(monkeypatch, tmp_path):
@@ -218,10 +225,10 @@ def test_curves_overlay_changes_with_metric_smoothing_and_grouping(app):
     app.multiselect(key="selected_runs").set_value(
         ["sample_runs/grpo-s0", "sample_runs/grpo-s1", "sample_runs/kae-s0", "sample_runs/kae-s1"]).run()
     go(app, "curves")
-    assert app.selectbox(key="curves_metric").value == "eval/accuracy"
+    assert app.multiselect(key="curves_metrics").value == ["eval/accuracy"]
     fig = charts(app)[0]
     assert "sample_runs/grpo-s0" in trace_names(fig)
-    app.selectbox(key="curves_metric").set_value("reward/mean").run()
+    app.multiselect(key="curves_metrics").set_value(["reward/mean"]).run()
     assert "mean reward" in " ".join(c.value for c in app.caption)  # the docs/metrics.md meaning
     fig = charts(app)[0]
     smooth = arr([t for t in fig["data"] if t["name"] == "sample_runs/grpo-s0"][0]["y"])
@@ -247,10 +254,10 @@ def test_advantages_page_shows_training_and_shadow_estimators_on_the_same_rollou
     hist = figs[0]
     assert trace_names(hist)[0] == "kae" and len(hist["data"]) >= 2
     before = arr(hist["data"][0]["x"])
-    slider = app.select_slider(key="adv_step_sample_runs/kae-s0")
+    slider = app.select_slider(key="adv_step")
     slider.set_value(5).run()
     assert arr(charts(app)[0]["data"][0]["x"]) != before
-    app.multiselect(key="adv_est_sample_runs/kae-s0").set_value(["kae", "rloo"]).run()
+    app.multiselect(key="adv_est").set_value(["kae", "rloo"]).run()
     assert trace_names(charts(app)[0]) == ["kae", "rloo"]
 
 
@@ -272,10 +279,14 @@ def test_value_mse_page_plots_probes_per_estimator_and_the_exact_results(app):
     go(app, "value_mse")
     figs = charts(app)
     assert len(figs) == 3
+    assert app.radio(key="vm_facet").value == "run"  # one run: one panel, a line per estimator
     app.multiselect(key="vm_est").set_value(["grpo", "kae"]).run()
     names = trace_names(charts(app)[0])
-    assert names == ["sample_runs/grpo-s0 · grpo", "sample_runs/grpo-s0 · grpo ± SE",
-                     "sample_runs/grpo-s0 · kae", "sample_runs/grpo-s0 · kae ± SE"]
+    assert names == ["grpo", "grpo ± SE", "kae", "kae ± SE"]
+    assert all(t["mode"] == "lines" for t in charts(app)[0]["data"] if t.get("fill"))  # bands draw no markers
+    rank = app.dataframe[0].value  # the ranking table
+    assert sorted(rank["estimator"]) == ["grpo", "kae"] and rank["rank"].tolist() == [1, 2]
+    assert (rank["lo"] <= rank["mse"]).all() and (rank["mse"] <= rank["hi"]).all()
     exact = charts(app)[2]
     assert exact["layout"]["yaxis"]["type"] == "log"
     app.multiselect(key="vm_exact_est").set_value(["grpo"]).run()
@@ -295,7 +306,7 @@ def test_groups_page_has_one_row_per_prompt_and_search_narrows_it(app):
     prompt = table["prompt"].iloc[0]
     app.text_input(key="grp_search").set_value(prompt).run()
     assert app.dataframe[0].value["prompt"].tolist() == [prompt] * len(app.dataframe[0].value) and len(app.dataframe[0].value) >= 1
-    app.selectbox(key="grp_shadow_sample_runs/grpo-s0").set_value("rloo").run()
+    app.selectbox(key="grp_shadow").set_value("rloo").run()
     assert "advantage (rloo)" in app.dataframe[0].value.columns
     group = charts(app)[0]  # the chosen group, rollout by rollout
     assert trace_names(group) == ["reward", "advantage (grpo)", "advantage (rloo)"]
@@ -309,7 +320,9 @@ def test_clipping_page_draws_each_runs_trust_region_and_kl3_is_asymmetric(app):
     app.multiselect(key="selected_runs").set_value(["sample_runs/clip-ratio", "sample_runs/clip-kl3"]).run()
     go(app, "clipping")
     figs = charts(app)
-    bars = {t["name"]: arr(t["x"]) for t in figs[0]["data"]}
+    bars = {t["name"]: arr(t["x"]) for t in figs[0]["data"] if not t["name"].endswith(" · log")}
+    logs = {t["name"]: arr(t["x"]) for t in figs[0]["data"] if t["name"].endswith(" · log")}
+    assert logs["sample_runs/clip-ratio · log"] == pytest.approx([math.log(0.8), math.log(1.2)])
     lo, hi = bars["sample_runs/clip-ratio"]
     assert (lo, hi) == pytest.approx((0.8, 1.2))
     lo, hi = bars["sample_runs/clip-kl3"]
@@ -317,7 +330,12 @@ def test_clipping_page_draws_each_runs_trust_region_and_kl3_is_asymmetric(app):
     names = trace_names(figs[2])
     assert "sample_runs/clip-kl3 low" in names and "sample_runs/clip-ratio high" in names
     app.multiselect(key="selected_runs").set_value(["sample_runs/clip-ratio"]).run()
-    assert list({t["name"] for t in charts(app)[0]["data"]}) == ["sample_runs/clip-ratio"]
+    assert sorted({t["name"] for t in charts(app)[0]["data"]}) == ["sample_runs/clip-ratio", "sample_runs/clip-ratio · log"]
+    matched = charts(app)[1]  # every registered measure, drawn on numeric rows (it was empty on a category axis)
+    from lab.losses import available_measures
+
+    assert sorted({t["name"] for t in matched["data"] if "log" not in t["name"]}) == sorted(available_measures())
+    assert all(all(math.isfinite(v) for v in arr(t["y"])) for t in matched["data"])
 
 
 # --- empty and missing roots ----------------------------------------------------------------
@@ -347,7 +365,7 @@ def test_a_running_runs_new_metrics_rows_appear_on_the_next_rerun(monkeypatch, t
         assert selected(at) == ["live/grpo"]
         go(at, "curves")
         assert at.toggle(key="curves_auto").value  # auto-refresh is on while a selected run runs
-        at.selectbox(key="curves_metric").set_value("reward/mean").run()
+        at.multiselect(key="curves_metrics").set_value(["reward/mean"]).run()
         assert len(arr(charts(at)[0]["data"][-1]["y"])) == 3
         for s in range(3, 5):
             w.log_metrics({"step": s, "reward/mean": 0.1 * s})
@@ -365,8 +383,83 @@ def test_curves_x_axis_can_be_resume_aware_wall_time(monkeypatch, tmp_path):
     at = make_app(monkeypatch, [tmp_path / "r"])
     at.run()
     go(at, "curves")
-    at.selectbox(key="curves_metric").set_value("reward/mean").run()
+    at.multiselect(key="curves_metrics").set_value(["reward/mean"]).run()
     at.radio(key="curves_x").set_value("time/elapsed_s").run()
     fig = charts(at)[0]
     assert fig["layout"]["xaxis"]["title"]["text"] == "time/elapsed_s"
     assert arr(fig["data"][-1]["x"]) == [1.5, 3.0, 4.5]
+
+
+# --- views as data ----------------------------------------------------------------------------
+@needs_samples
+def test_the_whole_curves_view_is_read_from_the_url_and_written_back(monkeypatch):
+    runs = ["sample_runs/grpo-s0", "sample_runs/grpo-s1", "sample_runs/kae-s0", "sample_runs/kae-s1"]
+    view = {"metric": ["reward/mean", "eval/accuracy"], "smooth": ["0.3"], "logy": ["1"], "group": ["estimator"]}
+    at = make_app(monkeypatch, [SAMPLES], {"run": runs, **view})
+    at.run()
+    go(at, "curves")
+    assert selected(at) == runs
+    assert at.multiselect(key="curves_metrics").value == ["reward/mean", "eval/accuracy"]
+    assert at.slider(key="curves_smoothing").value == pytest.approx(0.3)
+    assert at.checkbox(key="curves_log").value and at.selectbox(key="curves_group").value == "estimator"
+    fig = charts(at)[0]
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["reward/mean", "eval/accuracy"]  # two panels
+    assert fig["layout"]["yaxis"]["type"] == "log" and fig["layout"]["yaxis2"]["type"] == "log"
+    assert fig["layout"]["hovermode"] == "x unified"
+    assert {t["name"] for t in fig["data"] if t.get("showlegend") is not False} == {"grpo (n=2)", "kae (n=2)"}
+    for k, v in view.items():  # and the URL still holds it all, with the selection
+        q = at.query_params[k]
+        assert ([q] if isinstance(q, str) else list(q)) == v, k
+    at.slider(key="curves_smoothing").set_value(0.6).run()  # back to the default: left out of the URL
+    assert "smooth" not in at.query_params and at.query_params["run"] == runs
+
+
+def test_default_selection_is_the_first_roots_runs_newest_first_in_natural_order(monkeypatch, tmp_path):
+    from tests.conftest import write_good_run
+
+    for name in ("run-s10", "run-s2", "run-s1"):  # written in this order: run-s1 is the newest
+        write_good_run(tmp_path / "first" / name)
+    write_good_run(tmp_path / "second" / "other")
+    at = make_app(monkeypatch, [tmp_path / "first", tmp_path / "second"])
+    at.run()
+    assert selected(at) == ["first/run-s1", "first/run-s2", "first/run-s10"]
+    assert at.dataframe[0].value["key"].tolist() == ["first/run-s1", "first/run-s2", "first/run-s10", "second/other"]
+
+
+def test_grouped_runs_that_differ_in_config_or_stop_early_are_marked(monkeypatch, tmp_path):
+    from tests.conftest import write_good_run
+
+    root = tmp_path / "r"
+    write_good_run(root / "a", seed=0, steps=5)
+    write_good_run(root / "b", seed=1, steps=3)  # stops two steps early
+    cfg = json.loads((root / "b" / "config.json").read_text())
+    cfg["prompts_per_step"] = 32
+    (root / "b" / "config.json").write_text(json.dumps(cfg))
+    write_good_run(root / "c", estimator="kae")
+    at = make_app(monkeypatch, [root], {"run": ["r/a", "r/b", "r/c"], "metric": ["reward/mean"], "group": ["estimator"],
+                                        "smooth": ["0"]})
+    at.run()
+    go(at, "curves")
+    note = " ".join(m.value for m in at.markdown)
+    assert "`prompts_per_step`" in note and "32" in note
+    fig = charts(at)[0]
+    names = trace_names(fig)
+    assert names[0] == "grpo (n=2)" and "grpo: fewer runs" in names
+    solid = arr(fig["data"][0]["y"])
+    assert [v == v for v in solid] == [True, True, True, False, False]  # the mean of both stops at step 2
+    dotted = arr(fig["data"][names.index("grpo: fewer runs")]["y"])
+    assert dotted[3:] == pytest.approx([0.75, 1.0])  # then run a alone, dotted
+    assert all(t["mode"] == "lines" for t in fig["data"] if t.get("fill"))
+
+
+def test_a_truncated_metrics_file_is_named_on_the_runs_page(monkeypatch, tmp_path):
+    from tests.conftest import write_good_run
+
+    d = write_good_run(tmp_path / "r" / "torn", steps=20)
+    lines = (d / "metrics.jsonl").read_text().splitlines()
+    (d / "metrics.jsonl").write_text("\n".join(lines[:10]) + "\n" + lines[10][: len(lines[10]) // 2])
+    at = make_app(monkeypatch, [tmp_path / "r"])
+    at.run()
+    assert not at.exception
+    line = next((m.value for m in at.markdown if "`r/torn`" in m.value), "")
+    assert "metrics.jsonl" in line, [m.value for m in at.markdown]

@@ -86,3 +86,55 @@ def test_downloads_round_trip_through_csv_and_parquet(tmp_path):
     f.write_bytes(data.to_parquet(df))
     back = pd.read_parquet(f)
     assert back["a"].tolist() == [1, 2] and back["cfg"].tolist() == ['{"h": 0.3}', "{}"]
+
+
+def test_run_bounds_read_uses_bounds_from_the_rule_registry():
+    from lab.losses import RULES, RuleOutput, register_rule
+
+    @register_rule("test_no_bounds_rule", uses_bounds=False)
+    def _rule(ratio, adv, low, high, *, dual_clip_c=3.0):  # pragma: no cover - never called
+        return RuleOutput(ratio * adv, ratio > 0, ratio > 0, ratio > 0)
+
+    try:
+        t = charts.run_bounds_table({"custom": {"clip_measure": "ratio", "clip_delta": 0.2, "loss": "test_no_bounds_rule"},
+                                     "ppo": {"clip_measure": "ratio", "clip_delta": 0.2, "loss": "ppo"}})
+        assert t["run"].tolist() == ["ppo"]  # a rule named anything but "vanilla" that ignores bounds is left out
+    finally:
+        RULES.unregister("test_no_bounds_rule")
+
+
+def test_name_filter_matches_the_key_as_shown_with_its_root_label():
+    t = pd.DataFrame({"key": ["demo/grpo", "sample_runs/grpo-s0"], "name": ["grpo", "grpo-s0"],
+                      "status": ["finished"] * 2})
+    assert charts.filter_runs(t, None, [], text="demo")["key"].tolist() == ["demo/grpo"]
+    assert charts.filter_runs(t, None, [], text="DEMO/G")["key"].tolist() == ["demo/grpo"]
+
+
+def test_bounded_metrics_have_their_range_and_others_none():
+    assert charts.metric_range("eval/accuracy") == (0.0, 1.0)
+    assert charts.metric_range("reward/accuracy") == (0.0, 1.0)
+    assert charts.metric_range("batch/zero_std_frac") == (0.0, 1.0)
+    assert charts.metric_range("actor/clip_frac_high") == (0.0, 1.0)
+    assert charts.metric_range("probe/value_mse_corrected/kae") is None  # can be negative
+    assert charts.metric_range("loss/total") is None
+
+
+def test_group_differences_name_fields_other_than_the_seed():
+    t = pd.DataFrame({"key": ["a", "b", "c", "d"], "name": list("abcd"), "estimator": ["g", "g", "k", "k"],
+                      "seed": [0, 1, 0, 1], "prompts_per_step": [32, 8, 8, 8], "lr": [1e-5] * 4})
+    d = charts.group_differences(t, {"g": ["a", "b"], "k": ["c", "d"]})
+    assert d[["group", "field", "values"]].to_dict("records") == [{"group": "g", "field": "prompts_per_step",
+                                                                    "values": "32, 8"}]
+
+
+def test_ratio_panels_share_one_y_axis_and_each_run_keeps_its_colour():
+    m = pd.DataFrame({"run": ["r", "r", "k", "k"], "step": [0, 1, 0, 1], "actor/ratio_mean": [1.0, 1.1, 1.0, 0.9],
+                      "actor/ratio_min": [0.9, 0.8, 0.9, 0.85], "actor/ratio_max": [1.1, 1.3, 1.1, 1.2]})
+    bounds = pd.DataFrame({"run": ["r", "k"], "measure": ["ratio", "kl3"], "delta": [0.2, 0.02],
+                           "low": [0.8, 0.8133], "high": [1.2, 1.2133]})
+    colors = {"r": "#111111", "k": "#222222"}
+    fig = charts.ratio_figure(m, bounds, colors, panels=True)
+    assert fig.layout.yaxis2.matches == "y"
+    assert {t.line.color for t in fig.data if t.name.startswith("r ")} == {"#111111"}
+    assert sorted((s.yref, round(s.y0, 4)) for s in fig.layout.shapes) == [
+        ("y", 0.8133), ("y", 1.2133), ("y2", 0.8), ("y2", 1.2)]  # k first in natural order

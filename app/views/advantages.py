@@ -12,11 +12,11 @@ st.caption("Every estimator below saw the *same* rollouts: the training estimato
            "the shadow estimators `advantage__<name>` (docs/run-format.md).")
 run, steps = state.pick_run_with_samples(rows, "adv_run")
 train_est = str(run["estimator"])
-step = st.select_slider("Step", steps, value=steps[-1], key=f"adv_step_{run.name}")
+step = state.control(st.select_slider, "Step", steps, key="adv_step", default=steps[-1], options=steps)
 s_step = data.samples(run["path"], [step])
 names = charts.estimator_names(s_step, train_est)
-chosen = st.multiselect("Estimators", names, default=names[: min(4, len(names))], key=f"adv_est_{run.name}",
-                        help=f"{train_est} trained this run; the others are shadows on the same rollouts")
+chosen = state.control(st.multiselect, "Estimators", names, key="adv_est", default=names[: min(4, len(names))],
+                       options=names, help=f"{train_est} trained this run; the others are shadows on the same rollouts")
 if chosen:
     st.subheader(f"Distribution at step {step}")
     st.plotly_chart(figures.advantage_histogram(s_step, chosen, train_estimator=train_est), width="stretch",
@@ -27,16 +27,16 @@ if chosen:
 
 st.subheader("Over steps")
 c1, c2 = st.columns([2, 3])
-heat_est = c1.selectbox("Estimator", names, key=f"adv_heat_{run.name}")
+heat_est = state.control(c1.selectbox, "Estimator", names, key="adv_heat", default=names[0], options=names)
 all_samples = data.samples(run["path"])
 col = figures.advantage_column(all_samples, heat_est, train_est)
-st.plotly_chart(charts.advantage_heatmap(all_samples, col, heat_est), width="stretch", key="adv_heat")
+st.plotly_chart(charts.advantage_heatmap(all_samples, col, heat_est), width="stretch", key="adv_heat_chart")
 data.downloads(charts.advantage_heatmap_table(all_samples, col).reset_index(), f"advantage_heatmap_{heat_est}", "heat")
 
 st.subheader("Two estimators on the same rollouts")
 c1, c2 = st.columns(2)
-ex = c1.selectbox("x", names, index=0, key=f"adv_x_{run.name}")
-ey = c2.selectbox("y", names, index=min(1, len(names) - 1), key=f"adv_y_{run.name}")
+ex = state.control(c1.selectbox, "x", names, key="adv_x", default=names[0], options=names)
+ey = state.control(c2.selectbox, "y", names, key="adv_y", default=names[min(1, len(names) - 1)], options=names)
 st.plotly_chart(figures.advantage_scatter(s_step, ex, ey, train_estimator=train_est), width="stretch", key="adv_scatter")
 
 st.subheader("Baseline against reward")

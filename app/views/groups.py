@@ -10,13 +10,15 @@ st.title("Groups")
 run, steps = state.pick_run_with_samples(rows, "grp_run")
 train_est = str(run["estimator"])
 c1, c2, c3 = st.columns([2, 2, 3])
-step = c1.select_slider("Step", steps, value=steps[-1], key=f"grp_step_{run.name}")
+step = state.control(c1.select_slider, "Step", steps, key="grp_step", default=steps[-1], options=steps)
 s = data.samples(run["path"], [step])
 shadows = [n for n in charts.estimator_names(s, train_est) if n != train_est]
-shadow = c2.selectbox("Shadow estimator", ["(none)"] + shadows, index=1 if shadows else 0, key=f"grp_shadow_{run.name}")
-text = c3.text_input("Search prompts, answers and completions", key="grp_search")
+shadow_options = ["(none)"] + shadows
+shadow = state.control(c2.selectbox, "Shadow estimator", shadow_options, key="grp_shadow",
+                       default=shadow_options[1 if shadows else 0], options=shadow_options)
+text = state.control(c3.text_input, "Search prompts, answers and completions", key="grp_search", default="")
 groups = charts.groups_table(s, train_est, None if shadow == "(none)" else shadow)
-only_zero = st.checkbox("Only groups with zero reward spread", key="grp_zero")
+only_zero = state.control(st.checkbox, "Only groups with zero reward spread", key="grp_zero", default=False)
 shown = charts.search_groups(groups, text)
 if only_zero:
     shown = shown[shown["zero_spread"]]
@@ -29,8 +31,10 @@ st.dataframe(shown.assign(prompt_id=shown["prompt_id"].astype(str)), hide_index=
 data.downloads(shown, f"groups_step{step}", "groups")
 
 if len(shown):
-    pid = st.selectbox("Read one group's completions", shown["prompt_id"].tolist(), key=f"grp_pid_{run.name}",
-                       format_func=lambda p: f"{p}: {shown.set_index('prompt_id').loc[p, 'prompt']!r}")
+    pids = shown["prompt_id"].tolist()
+    prompts = dict(zip(shown["prompt_id"], shown["prompt"]))
+    pid = state.control(st.selectbox, "Read one group's completions", pids, key="grp_pid", default=pids[0],
+                        options=pids, format_func=lambda p: f"{p}: {prompts[p]!r}")
     g = s[s["prompt_id"] == pid]
     keep = [c for c in ("rollout", "completion", "reward", "baseline", "advantage", "length", "finish_reason") if c in g]
     if shadow != "(none)":

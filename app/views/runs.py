@@ -3,6 +3,7 @@
 import streamlit as st
 
 from app import charts, data, state
+from lab import figures
 
 roots, table, rows = state.context()
 st.title("Runs")
@@ -17,14 +18,19 @@ if st.button("Refresh", help="re-read the run folders now (they are re-read ever
 
 fields = charts.config_fields(table)
 c1, c2, c3, c4 = st.columns([2, 2, 2, 2])
-status = c1.multiselect("Status", ["running", "finished", "failed", "interrupted"], key="runs_status")
-field = c2.selectbox("Filter by config field", ["(none)"] + fields, key="runs_field")
+statuses = ["running", "finished", "failed", "interrupted"]
+status = state.control(c1.multiselect, "Status", statuses, key="runs_status", default=[], options=statuses)
+field_options = ["(none)"] + fields
+field = state.control(c2.selectbox, "Filter by config field", field_options, key="runs_field", default="(none)",
+                      options=field_options)
 values = []
 if field != "(none)":
-    present = sorted({str(v) for v in table[field].tolist()})
-    chosen = c3.multiselect(f"{field} is one of", present, key=f"runs_values_{field}")
+    present = sorted({str(v) for v in table[field].tolist()}, key=figures.natural_key)
+    chosen = state.control(c3.multiselect, f"{field} is one of", present, key="runs_values", default=[],
+                           options=present)
     values = [v for v in table[field].tolist() if str(v) in set(chosen)]
-text = c4.text_input("Name contains", key="runs_text")
+text = state.control(c4.text_input, "Run contains", key="runs_text", default="",
+                     help="matches the run as listed (root/name), e.g. `demo` or `grpo-s1`")
 shown = charts.filter_runs(table, None if field == "(none)" else field, values, status, text)
 
 COLUMNS = ["key", "status", "estimator", "loss", "clip_measure", "clip_delta", "rollouts_per_prompt",
@@ -45,11 +51,12 @@ if picked:
               on_click=state.add_to_selection, args=(picked,))
 data.downloads(shown, "runs", "runs")
 if shown["eval_accuracy"].notna().any():
-    st.plotly_chart(charts.runs_overview_figure(shown), width="stretch", key="runs_overview")
+    st.plotly_chart(charts.runs_overview_figure(shown, colors=state.colors(shown["key"])), width="stretch",
+                    key="runs_overview")
 
-deep = st.checkbox("Check every listed run's files (metrics lines, Parquet files), not only the small ones",
-                   value=len(table) <= 30, key="runs_deep",
-                   help="the listing reads only config, status and the metrics tail; this reads each run fully once")
+deep = state.control(st.checkbox, "Check every listed run's files (metrics lines, Parquet files), not only the small ones",
+                     key="runs_deep", default=len(table) <= 30,
+                     help="the listing reads only config, status and the metrics tail; this reads each run fully once")
 found = {r.key: r.problem for r in table.itertuples() if isinstance(r.problem, str)}
 if deep:
     for r in table.itertuples():
@@ -57,11 +64,17 @@ if deep:
             extra = [p for p in data.problems(r.path) if p not in (found.get(r.key) or "")]
             if extra:
                 found[r.key] = "; ".join(([found[r.key]] if r.key in found else []) + extra)
-if found:
+links = data.refused_links(tuple(roots))
+if found or not links.empty:
     with st.container(border=True, key="runs_problems"):
-        st.markdown(f"**{len(found)} run folder(s) could not be read completely** (everything else loads normally):")
-        for k, prob in found.items():
-            st.markdown(f"- `{k}`: {prob}")
+        if found:
+            st.markdown(f"**{len(found)} run folder(s) could not be read completely** (everything else loads normally):")
+            for k, prob in found.items():
+                st.markdown(f"- `{k}`: {prob}")
+        if not links.empty:
+            st.markdown(f"**{len(links)} link(s) under the roots were not followed** (the app reads only inside its roots):")
+            for r in links.itertuples():
+                st.markdown(f"- `{r.key}` → `{r.target}`: {r.reason}")
 
 st.subheader("Config diff of the selected runs")
 if len(rows) >= 2:
