@@ -595,27 +595,27 @@ def _basis_candidates(df: pd.DataFrame) -> list[str]:
     return sorted(x for x in df["estimator"].astype(str).unique() if x.startswith("basis(") and "reference=" in x)
 
 
-def _basis_rpp(root) -> list[Check]:
-    c = CLAIMS_BY_KEY["basis-rpp"]
+def _basis_checks(root, key: str, base: str, base_g: int, setting: str, *, gradients: bool) -> list[Check]:
+    """BASIS at G = 1 against ``base`` at G = ``base_g``: every reading on the bandit, the best
+    (m, β grid) picked on held-out seeds, the real runs and (``gradients``) the gradient checks."""
+    c = CLAIMS_BY_KEY[key]
     out = []
     for lab, (rd, what) in BASIS_READINGS.items():
-        out += _bandit_checks(root, c, lab, 1, "reinforce_plus_plus", 1, 1, f"G = 1, J = 1, {what}", reading=rd)
-    out += _heldout_checks(root, c, _basis_candidates, 1, "reinforce_plus_plus", 1, 1, "G = 1, J = 1, best (m, β grid)")
-    out.append(check(c, "real runs", "G = 1, J = 1", _real_src("basis", 1, "reinforce_plus_plus", 1, 1),
-                     lambda: real_effect(root, "basis", 1, "reinforce_plus_plus", 1, 1)))
-    out += _grad_checks(root, c, "basis", "reinforce_plus_plus", (1,))
+        out += _bandit_checks(root, c, lab, 1, base, base_g, 1, f"{setting}, {what}", reading=rd)
+    out += _heldout_checks(root, c, _basis_candidates, 1, base, base_g, 1, f"{setting}, best (m, β grid)")
+    out.append(check(c, "real runs", setting, _real_src("basis", 1, base, base_g, 1),
+                     lambda: real_effect(root, "basis", 1, base, base_g, 1)))
+    if gradients:
+        out += _grad_checks(root, c, "basis", base, (1,))
     return out
+
+
+def _basis_rpp(root) -> list[Check]:
+    return _basis_checks(root, "basis-rpp", "reinforce_plus_plus", 1, "G = 1, J = 1", gradients=True)
 
 
 def _basis_g8(root) -> list[Check]:
-    c = CLAIMS_BY_KEY["basis-g8"]
-    out = []
-    for lab, (rd, what) in BASIS_READINGS.items():
-        out += _bandit_checks(root, c, lab, 1, "grpo", 8, 1, f"G = 1 vs G = 8, J = 1, {what}", reading=rd)
-    out += _heldout_checks(root, c, _basis_candidates, 1, "grpo", 8, 1, "G = 1 vs G = 8, J = 1, best (m, β grid)")
-    out.append(check(c, "real runs", "G = 1 vs G = 8, J = 1", _real_src("basis", 1, "grpo", 8, 1),
-                     lambda: real_effect(root, "basis", 1, "grpo", 8, 1)))
-    return out
+    return _basis_checks(root, "basis-g8", "grpo", 8, "G = 1 vs G = 8, J = 1", gradients=False)
 
 
 def _basis_accuracy(root) -> list[Check]:
