@@ -30,7 +30,7 @@ from lab.config import META_KEYS
 from .checkpoints import checkpoint_candidates, checkpoint_dir, checkpoint_tmp_dir, latest_checkpoint
 from .files import (
     CHECKPOINTS_DIR, CONFIG_FILE, FORMAT_VERSION, LATEST_FILE, LOCK_NAME, METRICS_FILE, PROBES_DIR, PROVENANCE_FILE,
-    REFERENCE_FILE, RUN_MARKERS, SAMPLES_DIR, STATUS_FILE, NotARunError, RunExistsError, RunLockedError, RunPathError,
+    REFERENCE_FILE, RUN_MARKERS, SAMPLES_DIR, STATUS_FILE, TRAIN_CONFIG_FILE, NotARunError, RunExistsError, RunLockedError, RunPathError,
     RunReadError, RunRootError, atomic_write_bytes, atomic_write_json, step_file, step_name, step_of, steps_in,
     write_parquet,
 )
@@ -49,7 +49,7 @@ del _cls
 __all__ = [
     "CHECKPOINTS_DIR", "CONFIG_FILE", "FORMAT_VERSION", "HEARTBEAT_S", "LATEST_FILE", "LOCK_NAME", "META_KEYS",
     "METRICS_FILE", "PROBES_DIR", "PROVENANCE_FILE", "REFERENCE_COLUMNS", "REFERENCE_FILE", "REFERENCE_SPLITS",
-    "RUN_MARKERS", "SAMPLES_DIR", "STALE_AFTER_S", "STATUSES", "STATUS_FILE", "SUMMARY_COLUMNS",
+    "RUN_MARKERS", "SAMPLES_DIR", "STALE_AFTER_S", "STATUSES", "STATUS_FILE", "SUMMARY_COLUMNS", "TRAIN_CONFIG_FILE",
     "NotARunError", "Run", "RunExistsError", "RunLockedError", "RunPathError", "RunReadError", "RunRootError",
     "RunWriter", "atomic_write_bytes", "atomic_write_json", "check_run", "check_step_files", "checkpoint_candidates",
     "checkpoint_dir", "checkpoint_tmp_dir", "last_logged_step", "latest_checkpoint", "list_runs", "load_run",

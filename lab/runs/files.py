@@ -37,6 +37,10 @@ SAMPLES_DIR = "samples"
 PROBES_DIR = "probes"
 CHECKPOINTS_DIR = "checkpoints"
 LATEST_FILE = "latest.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+"""In each checkpoint folder: the run's TrainConfig when the checkpoint was written (resume compares
+the run's config.json with it). Not ``config.json``: that name holds the model's own Hugging Face
+config, so a checkpoint folder stays loadable as a model."""
 """``checkpoints/latest.json``: the newest complete checkpoint."""
 RUN_MARKERS = (CONFIG_FILE, STATUS_FILE, METRICS_FILE)
 """A folder holding any of these (in any form) is a run directory."""

@@ -91,17 +91,18 @@ def config_problems(cfg: dict) -> list[str]:
     return out
 
 
-def read_config(path: str | Path) -> tuple[dict, list[str]]:
-    """(config dict without meta keys, problems) of a run's config.json; {} when unreadable.
+def read_config(path: str | Path, name: str = CONFIG_FILE) -> tuple[dict, list[str]]:
+    """(config dict without meta keys, problems) of a run's config.json (or of ``name`` in
+    folder ``path``, e.g. a checkpoint's :data:`TRAIN_CONFIG_FILE`); {} when unreadable.
 
     Problems: the file missing, not a regular file, too big, not UTF-8 / JSON / an object, a
     field of the wrong type, a newer format version.
     """
-    cfg, prob = read_json(Path(path) / CONFIG_FILE, CONFIG_FILE)
+    cfg, prob = read_json(Path(path) / name, name)
     if prob:
         return {}, [prob]
     if not isinstance(cfg, dict):
-        return {}, [f"{CONFIG_FILE}: not a JSON object"]
+        return {}, [f"{name}: not a JSON object"]
     problems = config_problems(cfg)
     v = cfg.get("format_version", 0)
     if isinstance(v, int) and v > FORMAT_VERSION:

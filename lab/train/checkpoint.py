@@ -1,8 +1,9 @@
 """Checkpoints: save one (model, optimizer, RNG states, estimator memories, the config), and
 restore the newest usable one on resume, refusing an edited config.
 
-A checkpoint folder holds ``model.safetensors`` (+ tokenizer files), ``trainer_state.pt``
-and ``config.json``: the config the run had when the checkpoint was written. On resume the
+A checkpoint folder holds ``model.safetensors`` with the model's own ``config.json`` (+ tokenizer
+files), so it loads as a Hugging Face model, ``trainer_state.pt`` and ``train_config.json``
+(``runs.TRAIN_CONFIG_FILE``): the config the run had when the checkpoint was written. On resume the
 run's ``config.json`` is compared with it field by field (:func:`config_changes`): ``steps``
 may differ (``--steps`` sets it), the fields of :data:`SAFE_EDITS` may differ only with
 ``allow_config_edits`` (recorded in ``status.json``'s notes), any other difference is refused
@@ -77,7 +78,7 @@ def save(s: Setup, writer: "runs.RunWriter", run_dir: Path, step: int) -> None:
         s.tok.save_pretrained(tmp)
         state = {"step": step, "optimizer": s.opt.state_dict(), "rng": rng_state(), "estimators": estimator_states(s)}
         torch.save(state, tmp / "trainer_state.pt")
-        (tmp / runs.CONFIG_FILE).write_text(json.dumps(s.c.to_dict(), indent=2, sort_keys=True))
+        (tmp / runs.TRAIN_CONFIG_FILE).write_text(json.dumps(s.c.to_dict(), indent=2, sort_keys=True))
         writer.commit_checkpoint(step, tmp, keep=s.c.keep_checkpoints)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -142,9 +143,9 @@ def check_config(c: TrainConfig, folder: Path, allow_edits: bool) -> list[str]:
 
     Raises ``UsageError`` naming every differing field that is not allowed. A checkpoint
     written before checkpoints held their config is not checked."""
-    if not (folder / runs.CONFIG_FILE).is_file():
+    if not (folder / runs.TRAIN_CONFIG_FILE).is_file():
         return []
-    saved, problems = runs.read_config(folder)
+    saved, problems = runs.read_config(folder, runs.TRAIN_CONFIG_FILE)
     if problems:
         return []
     try:

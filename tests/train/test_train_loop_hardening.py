@@ -144,6 +144,14 @@ def test_resume_refuses_an_edited_config_naming_the_fields_and_allows_only_safe_
     train(resume=d, steps=3, allow_config_edits=True)
     st_ = runs.read_status(d)
     assert st_["status"] == "finished" and any("keep_checkpoints: 2 -> 5" in n for n in st_["notes"])
+    # the checkpoint keeps the model's own config.json beside the run's config, so it still loads as a model
+    from lab import models
+
+    ckpt = runs.latest_checkpoint(d)[1]
+    assert json.loads((ckpt / runs.TRAIN_CONFIG_FILE).read_text())["keep_checkpoints"] == 5
+    assert "model_type" in json.loads((ckpt / "config.json").read_text())
+    model, _ = models.load(str(ckpt), device="cpu")
+    assert sum(p.numel() for p in model.parameters()) > 0
 
 
 @pytest.mark.slow
