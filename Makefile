@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/lab demo
 
 test: setup browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The dashboard over the given run roots (default: your runs/ and the committed sample runs).
 RUNS ?= runs data/sample_runs
