@@ -30,8 +30,10 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from lab.analysis import stats
+
 __all__ = [
-    "ema", "band_table", "curves_figure", "band_trace", "mean_interval",
+    "ema", "band_table", "curves_figure", "band_trace",
     "advantage_column", "baseline_column", "advantage_histogram", "advantage_scatter",
     "value_mse_table", "value_mse_figure", "value_mse_ranking", "value_mse_vs_g_table", "value_mse_vs_g_figure",
     "trust_region_table", "trust_region_figure", "trust_region_bars", "clip_fraction_figure",
@@ -197,36 +199,6 @@ def ema(values: Sequence[float] | np.ndarray, smoothing: float) -> np.ndarray:
 
 
 # --- curves -------------------------------------------------------------------------------
-def _t975(n: int) -> float:
-    """Two-sided 95% Student-t quantile with n − 1 degrees of freedom (nan for n < 2)."""
-    if n < 2:
-        return float("nan")
-    from scipy.stats import t
-
-    return float(t.ppf(0.975, n - 1))
-
-
-def mean_interval(values: Sequence[float] | np.ndarray) -> tuple[float, float, float, int]:
-    """(mean, lo, hi, n): the mean of the finite values and its two-sided 95% Student-t
-    interval, mean ∓ t₀.₉₇₅(n − 1)·sd/√n with the sample sd (lo = hi = nan for n < 2).
-
-    Shapes: values (n,) -> four scalars.
-
-    >>> [round(v, 4) for v in mean_interval([2.0, 4.0, 6.0, float("nan")])]   # t(0.975, 2) = 4.3027
-    [4.0, -0.9683, 8.9683, 3]
-    """
-    v = np.asarray(values, dtype=float)
-    v = v[np.isfinite(v)]
-    n = int(v.size)
-    if n == 0:
-        return float("nan"), float("nan"), float("nan"), 0
-    m = float(v.mean())
-    if n < 2:
-        return m, float("nan"), float("nan"), n
-    half = _t975(n) * float(v.std(ddof=1)) / math.sqrt(n)
-    return m, m - half, m + half, n
-
-
 def band_table(df: pd.DataFrame, x: str = "step", y: str = "value", series: str = "run",
                band_by: str = "estimator", smoothing: float = 0.0, *,
                y_range: tuple[float, float] | None = None) -> pd.DataFrame:
@@ -262,7 +234,8 @@ def band_table(df: pd.DataFrame, x: str = "step", y: str = "value", series: str 
     runs = long.groupby(band_by)[series].nunique()
     long = long[np.isfinite(long[y].to_numpy(dtype=float))]
     agg = long.groupby([band_by, x], sort=True)[y].agg(["mean", "std", "count"]).reset_index()
-    half = np.array([_t975(int(n)) for n in agg["count"]]) * agg["std"].to_numpy() / np.sqrt(agg["count"].to_numpy())
+    t = np.array([stats.t_quantile(0.975, int(n) - 1) if n >= 2 else np.nan for n in agg["count"]])
+    half = t * agg["std"].to_numpy() / np.sqrt(agg["count"].to_numpy())
     agg["lo"] = agg["mean"] - half
     agg["hi"] = agg["mean"] + half
     if y_range is not None:
@@ -570,7 +543,7 @@ def value_mse_figure(metrics_or_probes_df: pd.DataFrame, estimators: Iterable[st
 def value_mse_ranking(probes: pd.DataFrame, by: Sequence[str] = ("run",), step: int | None = None) -> pd.DataFrame:
     """Estimators ranked by corrected value MSE at one probe step of each ``by`` group (its
     last one unless ``step`` is given), with a 95% t-interval over the probe prompts
-    (:func:`mean_interval` of ``sq_err − truth_se²``).
+    (:func:`lab.analysis.stats.mean_ci` of the finite ``sq_err − truth_se²``).
 
     Shapes: probes (R rows) -> one row per (group, estimator): [*by, step, rank, estimator, mse, lo, hi, n].
 
@@ -591,7 +564,7 @@ def value_mse_ranking(probes: pd.DataFrame, by: Sequence[str] = ("run",), step: 
         part = []
         for est, e in at.groupby("estimator", sort=False):
             err = e["sq_err"].to_numpy(dtype=float) - e["truth_se"].to_numpy(dtype=float) ** 2
-            m, lo, hi, n = mean_interval(err)
+            m, lo, hi, n = stats.mean_ci(err[np.isfinite(err)])
             part.append({**dict(zip(by, key)), "step": s, "estimator": str(est), "mse": m, "lo": lo, "hi": hi, "n": n})
         part.sort(key=lambda r: (r["mse"], natural_key(r["estimator"])))
         rows += [{**r, "rank": i + 1} for i, r in enumerate(part)]

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from lab import figures
+from lab.analysis import stats
 from lab.losses import clip_bounds, matched_delta
 
 
@@ -231,16 +232,6 @@ def test_bands_are_clipped_to_the_metrics_range():
     assert t["lo"] == 0.0 and t["hi"] == pytest.approx(raw["hi"]) and t["mean"] == pytest.approx(0.01)
 
 
-def test_mean_interval_is_the_student_t_interval():
-    from scipy import stats
-
-    v = np.array([0.3, 0.1, 0.4, 0.15, 0.2])
-    m, lo, hi, n = figures.mean_interval(v)
-    ref = stats.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=stats.sem(v))
-    assert (m, n) == (pytest.approx(v.mean()), 5) and (lo, hi) == pytest.approx(ref)
-    assert np.isnan(figures.mean_interval([1.0])[1])
-
-
 def test_value_mse_ranking_orders_estimators_within_each_run_at_its_last_step():
     rows = []
     for run, last in (("r1", 4), ("r2", 2)):
@@ -255,7 +246,7 @@ def test_value_mse_ranking_orders_estimators_within_each_run_at_its_last_step():
     b = r.iloc[0]
     e = np.array([0.1, 0.11, 0.12]) - 0.01
     assert b["mse"] == pytest.approx(e.mean()) and b["n"] == 3
-    assert (b["lo"], b["hi"]) == pytest.approx(figures.mean_interval(e)[1:3])
+    assert (b["lo"], b["hi"]) == pytest.approx(stats.mean_ci(e)[1:3])
 
 
 def test_series_colors_come_from_the_name_and_stay_distinct():

@@ -51,3 +51,11 @@ def test_equivalence_needs_the_whole_90_interval_inside_the_margin():
     tight = stats.paired_ratio([1.0, 1.01, 0.99, 1.0, 1.0], [1.0] * 5)
     wide = stats.paired_ratio([0.7, 1.3, 0.9, 1.2, 1.0], [1.0] * 5)
     assert stats.equivalent(tight, 1.0, math.log(1.05)) and not stats.equivalent(wide, 1.0, math.log(1.05))
+
+
+def test_mean_ci_is_the_student_t_interval_and_nan_below_two_values():
+    v = np.array([0.3, 0.1, 0.4, 0.15, 0.2])
+    m, lo, hi, n = stats.mean_ci(v)
+    ref = sps.t.interval(0.95, len(v) - 1, loc=v.mean(), scale=sps.sem(v))
+    assert (m, n) == (pytest.approx(v.mean()), 5) and (lo, hi) == pytest.approx(ref)
+    assert math.isnan(stats.mean_ci([1.0])[1]) and stats.mean_ci([])[3] == 0
