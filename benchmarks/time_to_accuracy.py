@@ -42,7 +42,12 @@ dropped and the run is redone, so the sweep can be run in parts (``--labels``, `
   some seeds never reach it the mean is over the others, an optimistic figure that the
   printed table marks with ``*``; empty when none reached it);
 - ``rollout_ratio_to_grpo`` = ``rollouts_to_target`` / ``grpo_g8``'s (the goal issue 12 aims
-  at: the best lab estimator at ≤ 0.5; reported, not tuned for).
+  at: the best lab estimator at ≤ 0.5; reported, not tuned for);
+- ``rollout_ratio_geomean`` with ``rollout_ratio_ci_low``/``_high``: the ratio of geometric
+  means of the per-seed rollouts to target (seeds that reached it) to ``grpo_g8``'s, with a
+  Welch t-interval on the log (``lab.analysis.stats.unpaired_log_ratio``: different
+  estimators' runs are independent); empty below 2 reaching seeds on either side. The
+  README's Results line says from these whether the seeds separate a label from 1×.
 
 A PNG (``time_to_accuracy.png``): accuracy over rollouts and over seconds, mean ± 95% band
 per label over seeds (the seconds axis is the seeds' mean elapsed time at each eval step),
@@ -111,7 +116,8 @@ MUST_MATCH = ("steps", "eval_every", "eval_prompts", "eval_samples", "model_sha2
 SUMMARY_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step", "prompt_reuse", "seeds",
                   "start_accuracy", "final_accuracy", "final_ci95", "target_accuracy", "rollouts_to_target",
                   "rollouts_to_target_ci95", "seconds_to_target", "seconds_to_target_ci95", "reached_seeds",
-                  "rollout_ratio_to_grpo", "window", "fraction"]
+                  "rollout_ratio_to_grpo", "rollout_ratio_geomean", "rollout_ratio_ci_low", "rollout_ratio_ci_high",
+                  "window", "fraction"]
 
 
 def label_name(estimator: str, group_size: int, reuse: int = 1) -> str:
@@ -275,11 +281,13 @@ def summarise(rows: list[dict], reference: str = REFERENCE, fraction: float = FR
         by_label.setdefault(label, []).append(rs)
     order = [lb for lb in LABELS if lb in by_label] + sorted(lb for lb in by_label if lb not in LABELS)
     out = []
+    logs: dict[str, list[float]] = {}  # per label: log rollouts-to-target of the seeds that reached it
     for label in order:
         label_runs = by_label[label]
         first = label_runs[0][0]
         finals = [final_accuracy(rs, window) for rs in label_runs]
         hits = [h for h in (first_crossing(rs, goal, window) for rs in label_runs) if h is not None]
+        logs[label] = [math.log(h[0]) for h in hits if h[0] > 0]
         fin, fin_ci = mean_ci(finals)
         rol, rol_ci = mean_ci([float(h[0]) for h in hits])
         sec, sec_ci = mean_ci([h[1] for h in hits])
@@ -293,10 +301,16 @@ def summarise(rows: list[dict], reference: str = REFERENCE, fraction: float = FR
             "reached_seeds": len(hits), "rollout_ratio_to_grpo": None, "window": window, "fraction": fraction,
         })
     ref_rollouts = next((s["rollouts_to_target"] for s in out if s["label"] == reference), "")
+    ref_logs = logs.get(reference, [])
     for s in out:
         q = ratio(s["rollouts_to_target"] if s["rollouts_to_target"] != "" else None,
                   ref_rollouts if ref_rollouts != "" else None)
         s["rollout_ratio_to_grpo"] = _r(q, 4)
+        mine = logs.get(s["label"], [])
+        e = stats.unpaired_log_ratio(mine, ref_logs) if len(mine) >= 2 and len(ref_logs) >= 2 else None
+        s["rollout_ratio_geomean"] = _r(e.value, 4) if e else ""
+        s["rollout_ratio_ci_low"] = _r(e.low, 4) if e else ""
+        s["rollout_ratio_ci_high"] = _r(e.high, 4) if e else ""
     return out
 
 
@@ -471,12 +485,17 @@ def print_table(summary: list[dict], start: float, ref_final: float, goal: float
     print(f"\ntime to accuracy ({out}): start {start:.3f}, {REFERENCE} final {ref_final:.3f}, "
           f"target {goal:.3f} (start + {FRACTION} x rise; {WINDOW}-eval centred smoothing)")
     print(f"{'label':<24} {'G':>2} {'P':>3} {'J':>3} {'seeds':>5} {'final':>13} {'rollouts to target':>20} "
-          f"{'seconds to target':>18} {'reached':>7} {'ratio':>6}")
+          f"{'seconds to target':>18} {'reached':>7} {'ratio':>6} {'geo ratio [95%]':>19}")
 
     def pm(v, ci, fmt):
         if v == "":
             return "-"
         return f"{v:{fmt}}" + (f" ± {ci:{fmt}}" if ci != "" else "")
+
+    def geo(s):
+        if s.get("rollout_ratio_ci_low", "") == "":
+            return "-"
+        return f"{s['rollout_ratio_geomean']:.2f} [{s['rollout_ratio_ci_low']:.2f}, {s['rollout_ratio_ci_high']:.2f}]"
 
     for s in summary:
         partial = "*" if s["rollouts_to_target"] != "" and s["reached_seeds"] < s["seeds"] else ""
@@ -485,7 +504,7 @@ def print_table(summary: list[dict], start: float, ref_final: float, goal: float
               f"{s['seeds']:>5} {pm(s['final_accuracy'], s['final_ci95'], '.3f'):>13} "
               f"{pm(s['rollouts_to_target'], s['rollouts_to_target_ci95'], '.0f'):>20} "
               f"{pm(s['seconds_to_target'], s['seconds_to_target_ci95'], '.0f'):>18} "
-              f"{s['reached_seeds']:>3}/{s['seeds']:<3} {ratio_s:>6}")
+              f"{s['reached_seeds']:>3}/{s['seeds']:<3} {ratio_s:>6} {geo(s):>19}")
     lab_rows = [s for s in summary if s["estimator"] in ("kae", "krpo", "basis", "blend") and s["rollout_ratio_to_grpo"] != ""]
     if lab_rows:
         best = min(lab_rows, key=lambda s: s["rollout_ratio_to_grpo"])

@@ -84,6 +84,26 @@ def test_summary_rows_ratio_and_unreached_labels():
     assert set(tta.SUMMARY_FIELDS) <= set(s["grpo_g8"])
 
 
+def test_summary_ratio_interval_is_welch_t_on_the_log_of_reaching_seeds():
+    from scipy import stats as sps
+
+    grpo = [[0.2, 0.2, 0.2, 0.6, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6, 0.6, 0.6], [0.2, 0.2, 0.2, 0.2, 0.6, 0.6]]
+    kae = [[0.2, 0.6, 0.6, 0.6, 0.6, 0.6], [0.2, 0.2, 0.6, 0.6, 0.6, 0.6], [0.2] * 6]   # seed 2 never reaches
+    rows = [r for i, a in enumerate(grpo) for r in _rows("grpo_g8", i, a)]
+    rows += [r for i, a in enumerate(kae) for r in _rows("kae_g2", i, a)]
+    s = {r["label"]: r for r in tta.summarise(rows)}
+    g = [math.log(r) for r in (40 * 64, 30 * 64, 50 * 64)]     # smoothed crossings at steps 40, 30, 50
+    k = [math.log(r) for r in (20 * 64, 30 * 64)]
+    va, vb = sps.tvar(k) / 2, sps.tvar(g) / 3
+    df = (va + vb) ** 2 / (va ** 2 / 1 + vb ** 2 / 2)
+    d, half = sum(k) / 2 - sum(g) / 3, sps.t.ppf(0.975, df) * math.sqrt(va + vb)
+    row = s["kae_g2"]
+    assert row["rollout_ratio_geomean"] == pytest.approx(math.exp(d), abs=1e-4)
+    assert (row["rollout_ratio_ci_low"], row["rollout_ratio_ci_high"]) == pytest.approx((math.exp(d - half), math.exp(d + half)), abs=1e-4)
+    one = tta.summarise([r for r in rows if not (r["label"] == "kae_g2" and r["seed"] == 1)])
+    assert [r["rollout_ratio_ci_low"] for r in one if r["label"] == "kae_g2"] == [""]   # one reaching seed: no interval
+
+
 def test_ratio_is_empty_without_a_reference():
     assert tta.ratio(1.0, 0.0) is None and tta.ratio(math.nan, 2.0) is None and tta.ratio(3.0, 4.0) == 0.75
 

@@ -991,8 +991,33 @@ def time_to_accuracy_line(root=None) -> str:
     return (f"- **{what}:** {head}; the best lab estimator, `{r['estimator']}` (label `{r['label']}`: G = "
             f"{int(r['rollouts_per_prompt'])}, {int(r['prompts_per_step'])} prompts per step, reuse {int(r['prompt_reuse'])}), "
             f"in **{r['_r']:.2f}×** GRPO G = 8's rollouts ({_num(r['rollouts_to_target']):,.0f}; "
-            f"{int(r['reached_seeds'])} of {int(r['seeds'])} seeds reached it; {int(r['seeds'])} seeds cannot separate "
-            f"it from 1×: see the interval in the file) {src}.")
+            f"{int(r['reached_seeds'])} of {int(r['seeds'])} seeds reached it; "
+            f"{_ratio_clause(r, b, _picked(len(others)))}) {src}.")
+
+
+def _picked(n: int) -> str:
+    return f" (an interval of the best of {n} labels, not corrected for picking it)" if n > 1 else ""
+
+
+def _ratio_clause(r, base, picked: str = "") -> str:
+    """Whether the seeds separate a time-to-accuracy ratio from 1×, said from the file's interval.
+
+    >>> import pandas as pd
+    >>> row = lambda lo, hi, n=3: pd.Series({"rollout_ratio_geomean": 0.5, "rollout_ratio_ci_low": lo,
+    ...                                      "rollout_ratio_ci_high": hi, "reached_seeds": n})
+    >>> _ratio_clause(row(0.2, 1.3), row(1, 1))
+    'ratio of geometric means 0.50×, 95% interval [0.20, 1.30]×: it contains 1×, so 3 and 3 seeds cannot separate it from GRPO G = 8'
+    >>> _ratio_clause(row(0.3, 0.8), row(1, 1)).split(": ")[1]
+    'it lies below 1×'
+    """
+    g, lo, hi = (_num(r.get(k, math.nan)) for k in ("rollout_ratio_geomean", "rollout_ratio_ci_low", "rollout_ratio_ci_high"))
+    if any(math.isnan(v) for v in (g, lo, hi)):
+        return "no interval: fewer than 2 seeds reached the target on one side (or the file predates the interval columns)"
+    head = f"ratio of geometric means {g:.2f}×, 95% interval [{lo:.2f}, {hi:.2f}]×"
+    if lo <= 1.0 <= hi:
+        return (f"{head}: it contains 1×, so {int(r['reached_seeds'])} and {int(base['reached_seeds'])} seeds "
+                f"cannot separate it from GRPO G = 8")
+    return f"{head}: it lies {'below' if hi < 1.0 else 'above'} 1×{picked}"
 
 
 def learning_curve_line(root=None) -> str:
