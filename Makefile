@@ -48,7 +48,7 @@ browser:
 #     default ~5 min, calibrated ~3 min, long (300 steps, KAE J in {1,4,8,10}, KRPO G up to 12,
 #     BASIS m in {4,8,16,32} x 3 beta grids) ~12 min idle / ~35 min on a loaded core (the floor dominates)
 #   real runs, 3 seeds per cell (value_mse_real ~20 min, learning curve ~10 min, time to accuracy ~45 min,
-#     grad_variance 3 snapshots ~20 min, KRPO partial credit G = 12, 8 seeds ~12 min)
+#     grad_variance 3 snapshots ~20 min, KRPO partial credit G = 12, 8 seeds ~12 min, KL3 entropy 8 seeds ~8 min)
 #   total ~2.5 CPU-hours. The accuracy claims (+0.014) need ~20-30 seeds per label to decide
 #   (docs/claims.md gives each row's minimum detectable effect); at 3 seeds they stay inconclusive.
 bench: setup
@@ -63,6 +63,7 @@ bench: setup
 	nice -n 5 $(BIN)/python benchmarks/step_time_vs_trl.py --probes
 	nice -n 5 $(BIN)/python benchmarks/time_to_accuracy.py  # ~45 min on 2 cores; resumes where it stopped
 	nice -n 5 $(BIN)/python benchmarks/krpo_partial_credit.py  # KRPO's regime: G = 12, rewards {1, 0.5, 0.01, 0}; resumes
+	nice -n 5 $(BIN)/python benchmarks/kl3_entropy.py  # KL3 vs ratio clipping where clipping binds, 8 seeds; resumes
 	$(BIN)/python -m lab.analysis.claims
 
 # docs/claims.md and the README's Results block, generated from data/results/ (lab/analysis/claims.py).

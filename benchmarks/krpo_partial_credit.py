@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = ap.parse_args(argv)
     rows = results.read_rows(args.out)
     if not args.table:
+        other = sorted({r["steps"] for r in rows if int(r["steps"]) != args.steps})
+        if other:
+            ap.error(f"{args.out} holds runs of {', '.join(other)} steps, not {args.steps}: pass the same --steps, "
+                     f"or another --out (or delete the file) to start over")
         done = {(r["estimator"], int(r["seed"])) for r in rows}
         with tempfile.TemporaryDirectory() as work:
             for seed in range(args.seeds):
