@@ -37,6 +37,7 @@ __all__ = [
     "advantage_column", "baseline_column", "advantage_histogram", "advantage_scatter",
     "value_mse_table", "value_mse_figure", "value_mse_ranking", "value_mse_vs_g_table", "value_mse_vs_g_figure",
     "trust_region_table", "trust_region_figure", "trust_region_bars", "clip_fraction_figure",
+    "clip_objective_table", "clip_objective_figure", "log_ratio_table", "log_ratio_histogram",
     "COLORS", "series_colors", "natural_key", "vline", "hline",
 ]
 
@@ -727,6 +728,143 @@ def trust_region_figure(measures: Iterable[str], delta: float | Mapping[str, flo
     table["label"] = [f"{m} δ={d:.4g}" for m, d in zip(table["measure"], table["delta"])]
     table["name"] = table["measure"]
     return trust_region_bars(table, "label", space=space, title=title)
+
+
+def clip_objective_table(measures: Iterable[str], delta: float | Mapping[str, float] | None = None, *,
+                         w: Sequence[float] | None = None, advantages: Sequence[float] = (1.0, -1.0)) -> pd.DataFrame:
+    """The per-token clipped surrogate min(w·A, clip(w, l, u)·A) against the ratio w, for each
+    measure's interval (budgets as :func:`trust_region_table`) and each advantage A, computed
+    by the lab's own ``ppo`` rule (``lab.losses.policy.RULES``): ``objective`` is minus the
+    rule's per-token loss and ``gradient_zero`` its clip mask (A > 0 above u, A < 0 below l).
+
+    Shapes: M measures, K advantages, W ratios -> M·K·W rows:
+    [measure, low, high, advantage, w, objective, gradient_zero].
+
+    >>> t = clip_objective_table(["ratio"], w=[0.5, 1.0, 1.5])
+    >>> t[["advantage", "w", "objective", "gradient_zero"]].values.tolist()
+    [[1.0, 0.5, 0.5, False], [1.0, 1.0, 1.0, False], [1.0, 1.5, 1.2, True], [-1.0, 0.5, -0.8, True], [-1.0, 1.0, -1.0, False], [-1.0, 1.5, -1.5, False]]
+    """
+    import torch
+
+    from lab.losses.policy import RULES
+
+    grid = np.linspace(0.5, 1.6, 221) if w is None else np.asarray(w, dtype=float)
+    ratio = torch.tensor(grid, dtype=torch.float64)[None, :]
+    rule = RULES.get("ppo")
+    rows = []
+    for r in trust_region_table(measures, delta).itertuples(index=False):
+        for a in advantages:
+            out = rule(ratio, torch.full_like(ratio, float(a)), float(r.low), float(r.high))
+            cut = (out.clipped_low | out.clipped_high)[0].tolist()
+            rows += [{"measure": r.measure, "low": r.low, "high": r.high, "advantage": float(a), "w": float(x),
+                      "objective": float(-v), "gradient_zero": bool(c)}
+                     for x, v, c in zip(grid.tolist(), out.loss[0].tolist(), cut)]
+    return pd.DataFrame(rows, columns=["measure", "low", "high", "advantage", "w", "objective", "gradient_zero"])
+
+
+def clip_objective_figure(measures: Iterable[str], delta: float | Mapping[str, float] | None = None, *,
+                          title: str | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
+    """The clipped surrogate against w, one panel for A = +1 and one for A = −1, a line per
+    measure (:func:`clip_objective_table`): where a line turns flat the token's gradient is zero.
+
+    >>> fig = clip_objective_figure(["ratio", "kl3"])
+    >>> [t.name for t in fig.data]
+    ['ratio', 'kl3', 'ratio', 'kl3']
+    """
+    table = clip_objective_table(measures, delta)
+    names = list(dict.fromkeys(table["measure"]))
+    palette = _colors_for(names, colors)
+    advs = list(dict.fromkeys(table["advantage"]))
+    fig, _, cols = _subplots(len(advs), cols=len(advs), titles=[f"A = {a:+g}" for a in advs], shared_x=False, row_height=340)
+    for k, a in enumerate(advs):
+        for name in names:
+            g = table[(table["measure"] == name) & (table["advantage"] == a)]
+            lo, hi = float(g["low"].iloc[0]), float(g["high"].iloc[0])
+            fig.add_trace(go.Scatter(x=g["w"], y=g["objective"], mode="lines", name=name, legendgroup=name,
+                                     showlegend=k == 0, line=dict(color=palette[name], width=2),
+                                     hovertemplate=f"{name} [{lo:.4f}, {hi:.4f}]<br>w %{{x:.3f}}: %{{y:.4f}}<extra></extra>"),
+                          **_cell(k, cols))
+    fig = _layout(fig, title=title, x="ratio w = π_θ / π_old", y="clipped surrogate")
+    fig.update_layout(shapes=[vline(1.0, xref="x" if k == 0 else f"x{k + 1}", dash="dot", color="#555") for k in range(len(advs))])
+    return fig
+
+
+def log_ratio_table(log_ratio, advantages, mask, measures: Iterable[str],
+                    delta: float | Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Where the tokens of one update landed against each measure's interval: the share of
+    valid tokens with w below l and above u, and the shares whose gradient the ``ppo`` rule
+    cuts (A < 0 below l, A > 0 above u), all on the same tokens.
+
+    Shapes: log_ratio (B, T) log(π_θ/π_old) per token; advantages (B, T) or (B,); mask (B, T)
+    bool -> one row per measure: [measure, low, high, tokens, below, above, clipped_low, clipped_high].
+
+    >>> import torch
+    >>> lr = torch.log(torch.tensor([[0.7, 0.9, 1.1, 1.3]])); a = torch.tensor([[-1.0, -1.0, 1.0, 1.0]])
+    >>> log_ratio_table(lr, a, torch.ones(1, 4, dtype=torch.bool), ["ratio"])[["below", "above", "clipped_low", "clipped_high"]].values.tolist()
+    [[0.25, 0.25, 0.25, 0.25]]
+    """
+    import torch
+
+    from lab.losses.policy import RULES
+
+    lr = torch.as_tensor(log_ratio, dtype=torch.float64)
+    adv = torch.as_tensor(advantages, dtype=torch.float64)
+    adv = adv[:, None].expand_as(lr) if adv.dim() == 1 else adv
+    m = torch.as_tensor(mask, dtype=torch.bool)
+    n = int(m.sum())
+    w = lr.exp()
+    rows = []
+    for r in trust_region_table(measures, delta).itertuples(index=False):
+        out = RULES.get("ppo")(w, adv, float(r.low), float(r.high))
+        share = lambda x: float((x & m).sum()) / n if n else float("nan")
+        rows.append({"measure": r.measure, "low": r.low, "high": r.high, "tokens": n, "below": share(w < r.low),
+                     "above": share(w > r.high), "clipped_low": share(out.clipped_low), "clipped_high": share(out.clipped_high)})
+    return pd.DataFrame(rows, columns=["measure", "low", "high", "tokens", "below", "above", "clipped_low", "clipped_high"])
+
+
+def log_ratio_histogram(log_ratio, mask, measures: Iterable[str], delta: float | Mapping[str, float] | None = None, *,
+                        bins: int = 80, title: str | None = None, colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Histogram of the valid tokens' log-ratios log w, with each measure's interval [log l, log u]
+    drawn as two vertical lines in its colour (budgets as :func:`trust_region_table`). The axis
+    spans the bounds with room either side (toward the central 90% of tokens, at most 6 times
+    the widest bound out); the x title counts the tokens beyond it.
+
+    Shapes: log_ratio (B, T), mask (B, T) bool -> one histogram trace and one legend entry per measure.
+
+    >>> import torch
+    >>> fig = log_ratio_histogram(torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool), ["ratio", "kl3"])
+    >>> [t.name for t in fig.data]
+    ['tokens', 'ratio', 'kl3']
+    """
+    import torch
+
+    lr = torch.as_tensor(log_ratio, dtype=torch.float64)[torch.as_tensor(mask, dtype=torch.bool)].numpy()
+    table = trust_region_table(measures, delta)
+    palette = _colors_for(list(table["measure"]), colors)
+    # the axis: the bounds with room either side, widened toward the central 90% of tokens but at most 6 arms out
+    # (a long tail of falling tokens would squeeze the bins around the intervals, which are the point)
+    arm = max([abs(math.log(v)) for v in (*table["low"], *table["high"])] or [0.2])
+    lo_x, hi_x = -2.5 * arm, 2.5 * arm
+    if lr.size:
+        lo_x = max(min(lo_x, float(np.quantile(lr, 0.05))), -6 * arm)
+        hi_x = min(max(hi_x, float(np.quantile(lr, 0.95))), 6 * arm)
+    size = (hi_x - lo_x) / bins
+    off = int(((lr < lo_x) | (lr > hi_x)).sum())
+    fig = go.Figure(go.Histogram(x=lr, xbins=dict(start=lo_x, end=hi_x + 1e-12, size=size), name="tokens",
+                                 marker=dict(color="#9aa5b1"), showlegend=False,
+                                 hovertemplate="log w %{x}: %{y} tokens<extra></extra>"))
+    shapes = []
+    for r in table.itertuples(index=False):
+        lo, hi = math.log(r.low), math.log(r.high)
+        shapes += [vline(lo, color=palette[r.measure], dash="dash"), vline(hi, color=palette[r.measure], dash="dash")]
+        fig.add_trace(go.Scatter(x=[lo, hi], y=[0, 0], mode="markers", name=f"{r.measure}",
+                                 marker=dict(color=palette[r.measure], size=9, symbol="line-ns-open", line=dict(width=2)),
+                                 hovertemplate=f"{r.measure}: [log l, log u] = [{lo:+.4f}, {hi:+.4f}]<extra></extra>"))
+    x_title = "log w = log π_θ − log π_old (per token)" + (f"; {off} of {lr.size} tokens beyond the axis" if off else "")
+    fig = _layout(fig, title=title, x=x_title, y="tokens")
+    fig.update_layout(shapes=shapes, bargap=0.02)
+    fig.update_xaxes(range=[lo_x, hi_x])
+    return fig
 
 
 def clip_fraction_figure(metrics_df: pd.DataFrame, series: str | None = "run", *,

@@ -260,6 +260,9 @@ def _builder_inputs() -> dict:
                                 lambda: figures.trust_region_figure(["ratio", "kl3"], space="both")],
         "trust_region_bars": [lambda: figures.trust_region_bars(figures.trust_region_table(["ratio"]), space="log")],
         "clip_fraction_figure": [lambda: figures.clip_fraction_figure(metrics)],
+        "clip_objective_figure": [lambda: figures.clip_objective_figure(["ratio", "kl3"])],
+        "log_ratio_histogram": [lambda: figures.log_ratio_histogram(rng.normal(0, 0.1, (4, 50)), np.ones((4, 50), bool),
+                                                                    ["ratio", "kl3"])],
     }
 
 

@@ -285,3 +285,34 @@ def test_trust_regions_sit_on_numeric_rows_so_they_are_drawn():
     lo, hi = clip_bounds("kl3", matched_delta("kl3"))
     assert logs["kl3 · log"] == pytest.approx([math.log(lo), math.log(hi)])
     assert fig.layout.xaxis.range[0] < 0.8 and fig.layout.xaxis.range[1] > 1.2134  # every bar inside the axis
+
+
+def test_clip_objective_table_is_the_clipped_surrogate_and_flat_where_the_gradient_is_cut():
+    t = figures.clip_objective_table(["ratio", "kl3"])
+    lo, hi = t["low"].to_numpy(), t["high"].to_numpy()
+    w, a = t["w"].to_numpy(), t["advantage"].to_numpy()
+    assert np.allclose(t["objective"], np.minimum(w * a, np.clip(w, lo, hi) * a))
+    for (m, adv), g in t.groupby(["measure", "advantage"]):
+        slope = np.gradient(g["objective"].to_numpy(), g["w"].to_numpy())
+        inside = g["gradient_zero"].to_numpy() & np.r_[g["gradient_zero"].to_numpy()[1:], True] & np.r_[True, g["gradient_zero"].to_numpy()[:-1]]
+        assert np.allclose(slope[inside], 0.0) and np.allclose(slope[~g["gradient_zero"].to_numpy()][1:-1], adv, atol=1e-6)
+        cut = g["w"][g["gradient_zero"]]
+        assert (cut > g["high"].iloc[0]).all() if adv > 0 else (cut < g["low"].iloc[0]).all()
+
+
+def test_log_ratio_table_counts_the_same_tokens_against_each_interval():
+    rng = np.random.default_rng(1)
+    lr = rng.normal(0, 0.15, (6, 40))
+    adv = np.repeat(rng.choice([-1.0, 1.0], 6), 1)
+    mask = rng.random((6, 40)) < 0.8
+    t = figures.log_ratio_table(lr, adv, mask, ["ratio", "kl3"]).set_index("measure")
+    w, A, n = np.exp(lr)[mask], np.broadcast_to(adv[:, None], lr.shape)[mask], mask.sum()
+    for m in ("ratio", "kl3"):
+        lo, hi = clip_bounds(m, matched_delta(m))
+        r = t.loc[m]
+        assert (r["tokens"], r["low"], r["high"]) == (n, pytest.approx(lo), pytest.approx(hi))
+        assert r["below"] == pytest.approx((w < lo).mean()) and r["above"] == pytest.approx((w > hi).mean())
+        assert r["clipped_low"] == pytest.approx(((A < 0) & (w < lo)).mean())
+        assert r["clipped_high"] == pytest.approx(((A > 0) & (w > hi)).mean())
+    # KL3's matched interval sits above ratio clipping's: it cuts more falling tokens and fewer rising ones
+    assert t.loc["kl3", "clipped_low"] >= t.loc["ratio", "clipped_low"] and t.loc["kl3", "clipped_high"] <= t.loc["ratio", "clipped_high"]

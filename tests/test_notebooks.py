@@ -88,7 +88,12 @@ CHECKS = {
             "bool(tr.set_index('measure').loc['kl3', 'room_up'] > tr.set_index('measure').loc['kl3', 'room_down'])", True),
         "at the matched width kl3 clips more below and less above": (
             "[fixed['kl3']['clip_frac_low'] > fixed['ratio']['clip_frac_low'], fixed['kl3']['clip_frac_high'] < fixed['ratio']['clip_frac_high']]", [True, True]),
-        "both live runs logged every step": ("metrics.groupby('run')['step'].count().tolist()", [6, 6]),
+        "both live runs logged every step": ("metrics.groupby('run')['step'].count().tolist()", [20, 20]),
+        "clipping binds in both live runs": ("bool((means['actor/clip_frac_low'] > 0.02).all() and (means['actor/clip_frac_high'] > 0.01).all())", True),
+        "the objective is flat exactly where the ppo rule cuts": (
+            "[bool((flat.loc[('ratio', 1.0), 'min'] > 1.2) and (flat.loc[('ratio', -1.0), 'max'] < 0.8))]", [True]),
+        "the tokens of the by-hand steps are judged by both intervals": (
+            "[bool(n_tok > 500), bool(more_low >= 0), bool(fewer_high >= 0), bool(log_w.abs().max() > 0.1)]", [True, True, True, True]),
         "the entropy claim's verdict comes from lab.analysis": (
             "[k.verdict for k in entropy_claim.checks(None)] == [k.verdict for k in claims.CLAIMS_BY_KEY['kl3-exploration'].checks(None)]", True),
     },

@@ -26,6 +26,7 @@ from .records import Scored, StepRecord
 from .schedule import PromptSchedule
 from .setup import Setup
 from .start import default_run_name, train
+from .step import Stepper
 from .trainer import Trainer
 
 __all__ = ["MAX_FAILED_REWARD_STEPS", "SAFE_EDITS", "PromptSchedule", "Scored", "Setup", "StepRecord", "Trainer",

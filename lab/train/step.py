@@ -36,6 +36,19 @@ class Stepper:
     current_step: int  # the step being worked on (for error messages)
     _all_failed: int  # consecutive steps in which every reward call failed (restored on resume)
 
+    def __init__(self, setup: Setup):
+        """Steps over loaded pieces and nothing else: no run directory, no logging, no checkpoints
+        (a lesson opens a step with it; :class:`~lab.train.trainer.Trainer` is the run's own).
+
+        >>> from lab.config import TrainConfig
+        >>> from lab.train.setup import load
+        >>> rec = Stepper(load(TrainConfig(prompts_per_step=2, rollouts_per_prompt=2, probe_every=0,
+        ...                                eval_every=0, shadow_estimators=()))).step(0)
+        >>> rec.rollout.completion_ids.shape[0], sorted(rec.loss)[:2]
+        (4, ['actor/approx_kl', 'actor/clip_frac_high'])
+        """
+        self.s, self.c, self.current_step, self._all_failed = setup, setup.c, 0, 0
+
     def sampling(self, n: int, seed: int | None = None) -> rollout.SamplingParams:
         """The run's sampling settings for ``n`` completions per prompt; ``seed`` gives the
         sampler its own generator (the reference stage), None draws from the global RNG."""
