@@ -84,9 +84,10 @@ def url(host: str, port: int) -> str:
 
 
 def streamlit_command(port: int, host: str = DEFAULT_HOST) -> list[str]:
-    """The ``streamlit run`` command line of the dashboard (headless, no usage statistics)."""
+    """The ``streamlit run`` command line of the dashboard (headless, no usage statistics),
+    through :mod:`lab.appserver`, which imports the pages' heavy modules before serving."""
     return [
-        sys.executable, "-m", "streamlit", "run", str(APP_MAIN),
+        sys.executable, "-m", "lab.appserver", "run", str(APP_MAIN),
         "--server.port", str(port), "--server.address", host, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         "--global.developmentMode", "false", "--client.toolbarMode", "minimal",

@@ -33,7 +33,7 @@ import plotly.graph_objects as go
 from lab.analysis import stats
 
 __all__ = [
-    "ema", "band_table", "curves_figure", "band_trace",
+    "ema", "band_table", "curves_figure", "band_trace", "thin_stride", "DRAWN_POINTS",
     "advantage_column", "baseline_column", "advantage_histogram", "advantage_scatter",
     "value_mse_table", "value_mse_figure", "value_mse_ranking", "value_mse_vs_g_table", "value_mse_vs_g_figure",
     "trust_region_table", "trust_region_figure", "trust_region_bars", "clip_fraction_figure",
@@ -256,14 +256,49 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+DRAWN_POINTS = 1000
+"""Most points a curve is drawn with (TensorBoard keeps 1,000 per scalar series by default)."""
+
+
+def thin_stride(n: int, max_points: int | None = DRAWN_POINTS) -> int:
+    """Every how many points a curve of ``n`` points is drawn so that at most ``max_points`` are
+    (1 = all; None = no limit). Smoothing and bands are computed on every point first.
+
+    >>> thin_stride(2000), thin_stride(1000), thin_stride(2001), thin_stride(5, None)
+    (2, 1, 3, 1)
+    """
+    if not max_points or n <= max_points:
+        return 1
+    return -(-n // max_points)
+
+
+def _thin(k: int, *arrays):
+    """Every k-th element of each array and always the last (so a curve still ends where it ends)."""
+    out = []
+    for a in arrays:
+        a = np.asarray(a)
+        if k <= 1 or len(a) == 0:
+            out.append(a)
+            continue
+        idx = np.arange(0, len(a), k)
+        if idx[-1] != len(a) - 1:
+            idx = np.append(idx, len(a) - 1)
+        out.append(a[idx])
+    return out
+
+
 def _add_curves(fig: go.Figure, df: pd.DataFrame, *, x: str, y: str, series: str, smoothing: float,
-                band_by: str | None, colors: Mapping[str, str], y_range, cell: dict, shown: set) -> None:
+                band_by: str | None, colors: Mapping[str, str], y_range, cell: dict, shown: set,
+                max_points: int | None = DRAWN_POINTS) -> None:
     """The traces of one panel of :func:`curves_figure` (``cell``: its subplot, {} for none)."""
     if band_by:
         table = band_table(df, x=x, y=y, series=series, band_by=band_by, smoothing=smoothing, y_range=y_range)
+        k = thin_stride(int(table.groupby(band_by).size().max()) if len(table) else 0, max_points)
         for name, g in table.groupby(band_by, sort=False):
             name = str(name)
             c = colors[name]
+            if k > 1:
+                g = g.iloc[_thin(k, np.arange(len(g)))[0]]
             runs = int(g["runs"].iloc[0])
             label = f"{name} (n={runs})"
             xs, mean, n = g[x].to_numpy(), g["mean"].to_numpy(dtype=float), g["n"].to_numpy()
@@ -282,15 +317,18 @@ def _add_curves(fig: go.Figure, df: pd.DataFrame, *, x: str, y: str, series: str
             if np.isfinite(g["lo"].to_numpy(dtype=float)).any():
                 fig.add_trace(band_trace(xs, g["lo"], g["hi"], c, f"{name} 95% band", group=name), **cell)
         return
-    for name, g in df.sort_values([series, x]).groupby(series, sort=False):
+    groups = df.sort_values([series, x]).groupby(series, sort=False)
+    k = thin_stride(int(groups.size().max()) if len(df) else 0, max_points)
+    for name, g in groups:
         name = str(name)
         c = colors[name]
         raw = g[y].to_numpy(dtype=float)
+        xs, raw_drawn, smooth = _thin(k, g[x].to_numpy(), raw, ema(raw, smoothing))
         if smoothing > 0:
-            fig.add_trace(go.Scatter(x=g[x], y=raw, mode="lines", line=dict(color=_faint(c, 0.25), width=1),
+            fig.add_trace(go.Scatter(x=xs, y=raw_drawn, mode="lines", line=dict(color=_faint(c, 0.25), width=1),
                                      name=f"{name} (raw)", legendgroup=name, showlegend=False,
                                      hoverinfo="skip"), **cell)
-        fig.add_trace(go.Scatter(x=g[x], y=ema(raw, smoothing), mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=xs, y=smooth, mode="lines", name=name,
                                  line=dict(color=c, width=2), legendgroup=name, showlegend=name not in shown,
                                  hovertemplate="%{y:.4g}"), **cell)
         shown.add(name)
@@ -300,7 +338,8 @@ def curves_figure(df: pd.DataFrame, x: str = "step", y: str = "value", series: s
                   smoothing: float = 0.0, log_y: bool = False, band_by: str | None = None,
                   *, title: str | None = None, y_label: str | None = None, colors: Mapping[str, str] | None = None,
                   y_range: tuple[float, float] | None = None, facet: str | None = None,
-                  facet_order: Sequence[str] | None = None, facet_ranges: Mapping[str, tuple] | None = None) -> go.Figure:
+                  facet_order: Sequence[str] | None = None, facet_ranges: Mapping[str, tuple] | None = None,
+                  max_points: int | None = DRAWN_POINTS) -> go.Figure:
     """Overlay of curves from a long frame: one line per ``series`` (or per ``band_by`` group).
 
     With ``smoothing`` > 0 each line is the TensorBoard EMA (:func:`ema`) with the raw curve
@@ -311,7 +350,9 @@ def curves_figure(df: pd.DataFrame, x: str = "step", y: str = "value", series: s
     as ``metric``) draws one panel per value, stacked with a shared x axis (small multiples;
     ``facet_ranges`` gives each panel's ``y_range``). Colours come from
     :func:`series_colors` (or ``colors``: name -> colour); hover lists every line at the
-    hovered x.
+    hovered x. A curve longer than ``max_points`` (default :data:`DRAWN_POINTS`, TensorBoard's
+    1,000) is drawn at every k-th point of the panel's longest curve (:func:`thin_stride`),
+    after smoothing and bands were computed on every point; None draws all.
 
     >>> df = pd.DataFrame({"run": list("aabb"), "estimator": list("gggg"),
     ...                    "step": [0, 1, 0, 1], "value": [1.0, 2.0, 3.0, 2.0]})
@@ -322,7 +363,8 @@ def curves_figure(df: pd.DataFrame, x: str = "step", y: str = "value", series: s
     key = band_by or series
     palette = _colors_for(df[key].astype(str).unique(), colors)
     shown: set = set()
-    kw = dict(x=x, y=y, series=series, smoothing=smoothing, band_by=band_by, colors=palette, shown=shown)
+    kw = dict(x=x, y=y, series=series, smoothing=smoothing, band_by=band_by, colors=palette, shown=shown,
+              max_points=max_points)
     panels = (list(facet_order) if facet_order is not None else
               sorted(df[facet].astype(str).unique(), key=natural_key)) if facet else []
     if len(panels) <= 1:  # one panel: a plain figure, the metric named on its y axis

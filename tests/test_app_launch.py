@@ -26,6 +26,7 @@ def test_roots_from_flags_then_environment_then_default(monkeypatch):
 
 def test_the_server_binds_loopback_unless_told_otherwise_and_gets_the_roots():
     cmd = applaunch.streamlit_command(8600)
+    assert cmd[1:5] == ["-m", "lab.appserver", "run", str(applaunch.APP_MAIN)]
     assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
     assert cmd[cmd.index("--server.port") + 1] == "8600"
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"

@@ -316,3 +316,20 @@ def test_log_ratio_table_counts_the_same_tokens_against_each_interval():
         assert r["clipped_high"] == pytest.approx(((A > 0) & (w > hi)).mean())
     # KL3's matched interval sits above ratio clipping's: it cuts more falling tokens and fewer rising ones
     assert t.loc["kl3", "clipped_low"] >= t.loc["ratio", "clipped_low"] and t.loc["kl3", "clipped_high"] <= t.loc["ratio", "clipped_high"]
+
+
+def test_long_curves_are_drawn_thinned_after_smoothing_on_every_point():
+    n = 2500
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"run": np.repeat(["a", "b"], n), "estimator": "g", "step": np.tile(np.arange(n), 2),
+                       "value": rng.normal(size=2 * n)})
+    fig = figures.curves_figure(df, smoothing=0.9)
+    a_raw, a = fig.data[0], fig.data[1]
+    assert len(a.x) <= figures.DRAWN_POINTS + 1 and a.x[-1] == n - 1 and list(a.x[:3]) == [0, 3, 6]
+    full = figures.ema(df[df.run == "a"]["value"].to_numpy(), 0.9)
+    assert np.allclose(a.y, full[np.asarray(a.x)]) and np.allclose(a_raw.y, df[df.run == "a"]["value"].to_numpy()[np.asarray(a_raw.x)])
+    assert list(fig.data[3].x) == list(a.x)  # every run of the panel is drawn at the same steps (one hover row per step)
+    assert len(figures.curves_figure(df, smoothing=0.9, max_points=None).data[1].x) == n
+    band = figures.curves_figure(df, band_by="estimator").data[0]
+    table = figures.band_table(df, band_by="estimator")
+    assert len(band.x) <= figures.DRAWN_POINTS + 1 and np.allclose(band.y, table["mean"].to_numpy()[np.asarray(band.x)])

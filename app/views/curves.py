@@ -82,6 +82,10 @@ def draw() -> None:
                                 facet_ranges={m: charts.metric_range(m) for m in present},
                                 y_label=present[0] if len(present) == 1 else None)
     st.plotly_chart(fig, width="stretch", key="curves_chart")
+    k = figures.thin_stride(int(long.groupby(["metric", "run"]).size().max()))
+    if k > 1:
+        st.caption(f"Curves longer than {figures.DRAWN_POINTS:,} points are drawn at every {k}th point, as "
+                   "TensorBoard does; smoothing and bands use every point, and so do the downloads.")
     name = "_".join(m.replace("/", "_") for m in present)
     data.downloads(long, name, "curves")
     if band_by:
