@@ -248,6 +248,22 @@ def test_benchmark_profile_accounts_for_the_lab_step(tmp_path):
     assert len(floor["times"]) == 2 and all(g > 0 and u > 0 for g, u in zip(floor["generate"], floor["update"]))
 
 
+@pytest.mark.slow
+def test_benchmark_times_lab_train_as_a_user_runs_it_from_its_own_metrics(tmp_path):
+    import json
+
+    bench = _load_benchmark()
+    args = SimpleNamespace(warmup=1, steps=2, prompts=2, group=2, new_tokens=3, lr=1e-4, seed=0, threads=1)
+    model_dir = bench.save_random_model(tmp_path / "m", seed=0)
+    res = bench.run_lab_cli(args, model_dir, tmp_path / "runs", "cli")
+    rows = [json.loads(x) for x in (tmp_path / "runs" / "cli" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 and {r["response/length_mean"] for r in rows} == {3.0}  # fixed length: every token generated
+    el = [r["time/elapsed_s"] for r in rows]
+    assert res["times"] == pytest.approx([el[1] - el[0], el[2] - el[1]])
+    assert res["reported"] == pytest.approx([rows[1]["perf/step_time_s"], rows[2]["perf/step_time_s"]])
+    assert all(r <= t + 1e-6 for r, t in zip(res["reported"], res["times"]))  # the reported step leaves its logging out
+
+
 def test_shared_prompt_logprobs_equal_the_full_sequence_pass():
     # G rollouts per prompt, rows shuffled (as in a minibatch), prompts of different lengths
     ref, lean = _pair()

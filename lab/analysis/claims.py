@@ -1083,11 +1083,15 @@ def step_time_line(root=None) -> str:
         if "lab" not in t or "trl" not in t:
             parts.append(f"[`{name}.csv`](data/results/{name}.csv) has no `lab` and `trl` rows")
             continue
-        lab, trl = t["lab"], t["trl"]
+        cli = t.get("lab train (CLI)")
+        lab, trl = (cli if cli is not None else t["lab"]), t["trl"]
         threads = f"{int(lab['threads'])} thread{'s' if int(lab['threads']) != 1 else ''}: " if "threads" in df else ""
         floor = f", {_num(lab['ratio_to_floor']):.2f}× the model's bare floor" if "ratio_to_floor" in df and "floor" in t else ""
-        parts.append(f"{threads}lab {_num(lab['median_step_s']):.3f} s per step vs TRL {_num(trl['median_step_s']):.3f} s "
-                     f"(**{_num(lab['ratio_to_trl']):.2f}×**{floor}; [`{name}.csv`](data/results/{name}.csv))")
+        who = "`lab train` as a user runs it" if cli is not None else "lab (in-process)"
+        also = (f"; the in-process, profiled lab in the same run {_num(t['lab']['ratio_to_trl']):.2f}×"
+                if cli is not None else "")
+        parts.append(f"{threads}{who} {_num(lab['median_step_s']):.3f} s per step vs TRL {_num(trl['median_step_s']):.3f} s "
+                     f"(**{_num(lab['ratio_to_trl']):.2f}×**{floor}{also}; [`{name}.csv`](data/results/{name}.csv))")
     work = ""
     df = _read("step_time_vs_trl", root)
     if {"prompts_per_step", "rollouts_per_prompt", "new_tokens"} <= set(df.columns):
