@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 
 from lab.analysis import results, stats
@@ -112,21 +111,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error(f"--{k} must be >= 1, got {getattr(args, k)}")
     rows = results.read_rows(args.out)
     if not args.table:
-        from lab import provenance
-
         other = sorted({f"{r['steps']} steps, window {r['window']}" for r in rows
                         if (int(r["steps"]), int(r["window"])) != (args.steps, args.window)})
         if other:
             ap.error(f"{args.out} holds runs with {', '.join(other)}: pass the same --steps/--window, "
                      f"or another --out (or delete the file) to start over")
-        done = {(r["measure"], int(r["seed"])) for r in rows}
-        with tempfile.TemporaryDirectory(prefix="lab-kl3-entropy-") as work:
-            for seed in range(args.seeds):
-                for measure in MEASURES:
-                    if (measure, seed) not in done:
-                        row = run_one(measure, seed, args.steps, args.window, Path(work))
-                        results.append_rows(args.out, [row], FIELDS + list(provenance.FIELDS))
-                        rows.append(row)
+        from lab import provenance
+
+        rows = results.run_paired_seeds(args.out, rows, MEASURES, "measure", args.seeds,
+                                        lambda arm, seed, work: run_one(arm, seed, args.steps, args.window, work),
+                                        FIELDS + list(provenance.FIELDS), prefix="lab-kl3-entropy-")
     print(table(rows))
     return rows
 

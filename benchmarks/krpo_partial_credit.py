@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import tempfile
 from pathlib import Path
 
 from lab.analysis import results, stats
@@ -74,16 +73,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if other:
             ap.error(f"{args.out} holds runs of {', '.join(other)} steps, not {args.steps}: pass the same --steps, "
                      f"or another --out (or delete the file) to start over")
-        done = {(r["estimator"], int(r["seed"])) for r in rows}
-        with tempfile.TemporaryDirectory() as work:
-            for seed in range(args.seeds):
-                for est in ESTIMATORS:
-                    if (est, seed) not in done:
-                        row = run_one(est, seed, args.steps, args.window, Path(work))
-                        from lab import provenance
+        from lab import provenance
 
-                        results.append_rows(args.out, [row], FIELDS + list(provenance.FIELDS))
-                        rows.append(row)
+        rows = results.run_paired_seeds(args.out, rows, ESTIMATORS, "estimator", args.seeds,
+                                        lambda arm, seed, work: run_one(arm, seed, args.steps, args.window, work),
+                                        FIELDS + list(provenance.FIELDS), prefix="lab-krpo-pc-")
     print(table(rows))
     return rows
 

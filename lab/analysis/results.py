@@ -21,7 +21,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -175,3 +175,30 @@ def read_rows(path: str | Path, types: dict | None = None) -> list[dict]:
             except (TypeError, ValueError, KeyError):
                 continue
     return out
+
+
+def run_paired_seeds(path: str | Path, rows: list[dict], arms: Sequence[str], arm_field: str, seeds: int,
+                     run: Callable[[str, int, Path], dict], fieldnames: list[str], *, prefix: str = "lab-") -> list[dict]:
+    """The resumable loop of a paired real-run driver: for seed 0..seeds-1 and each arm, run
+    ``run(arm, seed, work_dir)`` unless ``rows`` already hold (arm, seed), appending each new row
+    to ``path`` as it finishes (so an interrupted sweep loses at most the run in progress).
+    Returns ``rows`` with the new rows added.
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"
+    >>> rows = run_paired_seeds(p, [{"arm": "a", "seed": "0"}], ["a", "b"], "arm", 1,
+    ...                         lambda arm, seed, work: {"arm": arm, "seed": seed}, ["arm", "seed"])
+    >>> [(r["arm"], int(r["seed"])) for r in rows], p.read_text().splitlines()
+    ([('a', 0), ('b', 0)], ['arm,seed', 'b,0'])
+    """
+    import tempfile
+
+    done = {(str(r[arm_field]), int(r["seed"])) for r in rows}
+    with tempfile.TemporaryDirectory(prefix=prefix) as work:
+        for seed in range(seeds):
+            for arm in arms:
+                if (arm, seed) not in done:
+                    row = run(arm, seed, Path(work))
+                    append_rows(path, [row], fieldnames)
+                    rows.append(row)
+    return rows
