@@ -24,10 +24,15 @@ ANSWERS = {
     "00_one_step": ["Group size.", "Bias.", "Temperature."],
     "01_kernel_smoothing": ["Window.", "Reuse.", "Drift."],
     "02_kalman_baselines": ["Noise constants.", "No gradient clip.", "A larger group."],
+    "03_basis": ["Fallback.", "No reference stage.", "The margin."],
     "04_kl3_clipping": ["A bigger budget.", "Clip-higher.", "Move further."],
+    "05_beyond_the_seeds": ["Decay.", "G = 1.", "Your own source."],
+    "06_launch_training": ["No reuse.", "A bad value.", "On a GPU."],
 }
 UNCHECKED = {
     ("01_kernel_smoothing", "Window."): "two more live runs of section 5 (about a minute of CPU more than the lesson itself)",
+    ("05_beyond_the_seeds", "Your own source."): "a code-writing exercise: the reader's own fourth source",
+    ("06_launch_training", "On a GPU."): "needs a GPU and a run ten times the size of the lesson's",
 }
 
 
@@ -201,3 +206,172 @@ def test_04_move_further_more_epochs_clip_more_tokens(tmp_path):
     clipped = {e: float((x["actor/clip_frac_low"] + x["actor/clip_frac_high"]).mean()) for e, x in m.items()}
     kl = {e: float(x["actor/approx_kl"].mean()) for e, x in m.items()}
     assert clipped[8] > clipped[4] and kl[8] > kl[4], (clipped, kl)
+
+
+# ---- 03: BASIS -------------------------------------------------------------------------------
+def _basis(**kw):
+    """BASIS on two always-solved prompts (reference samples 1, 1, 1, 1; rewards now 1 and 0), one 3-of-4
+    prompt and three mixed ones: (its advantages, the batch rewards)."""
+    from lab import estimators
+    from lab.estimators import RewardBatch
+
+    ref = {0: [1, 1, 1, 1], 1: [1, 1, 1, 1], 2: [1, 1, 1, 0], 3: [1, 0, 0, 0], 4: [0, 1, 1, 0], 5: [1, 1, 0, 0]}
+    est = estimators.get("basis", **kw)
+    est.set_reference(torch.tensor([p for p, s in ref.items() for _ in s]), torch.tensor([x for s in ref.values() for x in s], dtype=torch.float64))
+    r = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
+    return est(RewardBatch(r, torch.arange(6))).advantages, r
+
+
+def test_03_fallback_zero_gives_an_always_solved_prompt_its_bare_reward_and_a_g1_warning():
+    from lab.config import TrainConfig, config_warnings
+    from lab.estimators.basis import soft_value
+
+    zero, r = _basis(fallback="zero")
+    prior, _ = _basis()
+    assert zero[:2].tolist() == r[:2].tolist() == [1.0, 0.0]  # A = r: +1 for a success, 0 for a failure
+    assert torch.allclose(prior[:2], torch.tensor([0.0, -1.0], dtype=prior.dtype))  # the prior fallback: baseline 1
+    three = torch.tensor([[1.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
+    at = {b: float(soft_value(three, torch.ones_like(three, dtype=torch.bool), b)) for b in (0.05, 0.1, 0.2)}
+    assert at[0.05] > at[0.1] > 1 - 0.03 > at[0.2], at  # a small beta lifts 3 of 4 out of the active set
+    cfg = dict(estimator="basis", shadow_estimators=("reinforce_plus_plus",), reference_samples=4, rollouts_per_prompt=1,
+               prompts_per_step=32, prompt_reuse=4, train_pool_size=64, probe_every=0, eval_every=0, device="cpu")
+    warned = [w for w in config_warnings(TrainConfig(**cfg, estimator_params={"fallback": "zero"})) if "have no baseline" in w]
+    assert len(warned) == 1 and "rollout per prompt basis have no baseline" in warned[0]
+    assert not any("have no baseline" in w for w in config_warnings(TrainConfig(**cfg)))
+
+
+def test_03_no_reference_stage_second_visits_fall_back_to_the_last_reward_and_the_error_grows(tmp_path):
+    from lab import runs
+    from lab.analysis.bandit import value_mse_run
+    from lab.runs import RunReadError
+
+    r = _tiny_runs(tmp_path, {"b": dict(estimator="basis")}, reference_samples=0, rollouts_per_prompt=1,
+                   prompts_per_step=8, train_pool_size=8, prompt_reuse=4, steps=2)["b"]
+    s, m = r.samples.sort_values(["step", "prompt_id"]), r.metrics.set_index("step")
+    first, second = s[s["step"] == 0], s[s["step"] == 1]
+    assert m.loc[0, "est/active_frac"] == 1.0 and m.loc[1, "est/active_frac"] == 0.0
+    loo = (first["reward"].sum() - first["reward"]) / (len(first) - 1)  # every prior 0.5: the leave-one-out batch mean
+    assert (first["baseline"] - loo).abs().max() < 1e-9
+    assert second["baseline"].tolist() == first["reward"].tolist()  # one own reward: prior 0 or 1, outside S
+    with pytest.raises(RunReadError, match="no reference samples"):
+        runs.read_reference(tmp_path / "b")
+
+    def mse(name, seed, ref, steps):  # section 5's shape on the exact bandit: pool 64, 32 per step, each for 4 steps
+        return float(value_mse_run(name, 1, steps=steps, reuse=4, seed=seed, n_prompts=64, prompts_per_step=32,
+                                   reference_samples=ref).mse[1:].mean())
+
+    seeds = range(3)
+    short = {k: [mse(n, s, ref, 8) for s in seeds] for k, (n, ref) in {"ref": ("basis", 4), "none": ("basis", 0), "rpp": ("reinforce_plus_plus", 0)}.items()}
+    assert all(a > b for a, b in zip(short["none"], short["ref"]))
+    assert sum(short["none"]) > sum(short["rpp"]) > sum(short["ref"])
+    long = {k: [mse("basis", s, ref, 40) for s in seeds] for k, ref in {"ref": 4, "none": 0}.items()}
+    assert all(a < b for a, b in zip(long["none"], long["ref"]))  # a longer run, the pool coming back: the order flips
+
+
+def test_03_the_margin_prompts_at_0_2_and_0_8_leave_s_together_at_eps_0_2():
+    cell = "mu, r = torch.tensor("
+    ns = _run("03_basis", cell, **{"online_prior=False)": "online_prior=False, eps=0.19)"})
+    assert ns["out"].baselines.numpy().round(3).tolist() == [0.5, 0.517, 0.873] and ns["out"].info["active_frac"] == 1.0
+    with pytest.raises(AssertionError):
+        _run("03_basis", cell, **{"online_prior=False)": "online_prior=False, eps=0.2)"})
+    ns = _run("03_basis", cell, **{"online_prior=False)": "online_prior=False, eps=0.2)", "assert np.allclose": "np.allclose"})
+    assert ns["out"].baselines.tolist() == ns["mu"].tolist() and abs(ns["out"].info["active_frac"] - 1 / 3) < 1e-12
+    with pytest.raises(ValueError, match="eps"):
+        _run("03_basis", cell, **{"online_prior=False)": "online_prior=False, eps=0.5)"})
+
+
+# ---- 05: beyond the seeds --------------------------------------------------------------------
+def _replay(samples, est, *, weights: bool = False):
+    """The run's rollouts, step by step, through ``est``: its baselines (or source shares), rows in the samples' order."""
+    from lab.estimators import RewardBatch
+
+    out = []
+    for step, s in samples.groupby("step", sort=True):
+        batch = RewardBatch(torch.tensor(s["reward"].to_numpy()), torch.tensor(s["prompt_id"].to_numpy()), step=int(step))
+        shares = est.source_weights(batch) if weights else None  # before the estimator remembers the batch
+        baselines = est(batch).baselines
+        out.append(shares if weights else baselines)
+    return torch.cat(out)
+
+
+def test_05_decay_changes_only_later_visits_and_faster_forgetting_raises_the_exact_error(tmp_path):
+    from lab import estimators
+    from lab.analysis.bandit import value_mse_run
+
+    s = _tiny_runs(tmp_path, {"b": dict(estimator="blend", estimator_params={"decay": 0.8})}, rollouts_per_prompt=2,
+                   prompts_per_step=4, prompt_reuse=4, steps=5)["b"].samples.sort_values("step", kind="stable")
+    assert s["prompt_id"].nunique() == 2 * 4, "a prompt came back after its block"
+    logged = torch.tensor(s["baseline"].to_numpy())
+    fast, default = _replay(s, estimators.get("blend", decay=0.8)), _replay(s, estimators.get("blend"))
+    assert torch.allclose(fast, logged)  # the replay matches once it gets the run's parameters ...
+    first = torch.tensor((s["step"] % 4 == 0).to_numpy())
+    assert torch.equal(default[first], fast[first])  # ... and a block's first step has no history to decay
+    assert not torch.allclose(default[~first], fast[~first])  # the defaults' replay differs: the notebook's check stops
+    w_fast, w_default = (_replay(s, estimators.get("blend", **kw), weights=True) for kw in ({"decay": 0.8}, {}))
+    assert float(w_fast[~first, 1].mean()) < float(w_default[~first, 1].mean())  # less weight on history
+
+    def mse(decay, seed, n_prompts):  # section 4's shape: G = 2, 8 prompts per step, each for 4 steps
+        return float(value_mse_run("blend", 2, steps=20, reuse=4, seed=seed, n_prompts=n_prompts, prompts_per_step=8, reference_samples=0,
+                                   make=lambda n: estimators.get("blend", decay=decay)).mse[4:].mean())
+
+    ratio = {n: [mse(0.8, seed, n) / mse(0.95, seed, n) for seed in range(10)] for n in (5000, 64)}
+    rare, back = sum(ratio[5000]) / 10, sum(ratio[64]) / 10  # prompts seldom back (as in section 4), or back after their block
+    assert 1 < rare < 1.05 and back > 1.02 and back > rare, ratio
+    assert sum(x > 1 for x in ratio[64]) >= 9, ratio
+
+
+def test_05_g1_the_group_share_is_zero_the_batch_has_first_visits_and_history_a_share_after(tmp_path):
+    from lab import estimators
+    from lab.config import TrainConfig, config_warnings
+
+    s = _tiny_runs(tmp_path, {"b": dict(estimator="blend", shadow_estimators=("rloo",))}, rollouts_per_prompt=1,
+                   prompts_per_step=16, prompt_reuse=4, steps=4)["b"].samples.sort_values("step", kind="stable")
+    assert bool((s["baseline__rloo"] == 0).all())
+    w = _replay(s, estimators.get("blend"), weights=True)
+    visit = torch.tensor(s["step"].to_numpy())  # one block of 4 steps: the step is the visit
+    assert bool((w[:, 0] == 0).all())
+    assert bool((w[visit == 0, 2] == 1).all())
+    assert torch.allclose(w[:, 1] + w[:, 2], torch.ones(len(w), dtype=w.dtype))  # the group's share went to the other two
+    assert bool((w[visit > 0, 1] > 0).all()) and bool((w[visit == 0, 1] == 0).all())
+    warned = config_warnings(TrainConfig(estimator="blend", shadow_estimators=("kae", "basis", "rloo"), rollouts_per_prompt=1,
+                                         prompts_per_step=16, prompt_reuse=4))
+    assert any("rollout per prompt rloo have no baseline" in x for x in warned), warned
+
+
+# ---- 06: launch training ---------------------------------------------------------------------
+def _launcher(tmp_path, **fields):
+    from lab.widgets import Launcher
+
+    la = Launcher(estimator="kae", shadow_estimators=("grpo", "rloo"), output_dir=str(tmp_path))  # the lesson's form
+    for name, value in fields.items():
+        la.fields[name].value = value
+    return la
+
+
+def test_06_no_reuse_training_kae_is_rloo_but_its_fixed_probe_instance_keeps_a_history(tmp_path):
+    from lab import estimators, runs
+    from lab.train import train
+
+    la = _launcher(tmp_path, prompt_reuse=1)
+    cfg = la.config()
+    assert (cfg.prompt_reuse, cfg.probe_set, cfg.probe_every) == (1, "fixed", 2)
+    assert estimators.get("kae").window(cfg.probe_every) > cfg.probe_every  # the previous probe is inside the window
+    small = dict(steps=3, prompts_per_step=4, probe_prompts=4, probe_samples=2, eval_every=0, checkpoint_every=0, device="cpu")
+    diff = {}
+    for probe_set in ("fixed", "batch"):
+        r = runs.load_run(train(cfg.replace(run_name=probe_set, probe_set=probe_set, **small)))
+        assert r.samples["prompt_id"].nunique() == 3 * 4, "no prompt came back"
+        assert (r.samples["baseline"] - r.samples["baseline__rloo"]).abs().max() < 1e-12
+        b = r.probes[r.probes["step"] > 0].pivot_table(index=["step", "prompt_id"], columns="estimator", values="baseline_mean")
+        diff[probe_set] = float((b["kae"] - b["rloo"]).abs().max())
+        if probe_set == "batch":
+            m = r.metrics.dropna(subset=["probe/value_mse_corrected/kae"])
+            assert (m["probe/value_mse_corrected/kae"] - m["probe/value_mse_corrected/rloo"]).abs().max() < 1e-12
+    assert diff["fixed"] > 0.01 and diff["batch"] < 1e-12, diff
+
+
+def test_06_a_bad_value_names_the_field_and_nothing_starts(tmp_path):
+    la = _launcher(tmp_path, prompts_per_step=0)
+    la.start_button.click()
+    assert "prompts_per_step: must be an integer >= 1, got 0" in la.status.value
+    assert not la.running and la.run_dir is None and not any(tmp_path.iterdir())
