@@ -466,18 +466,22 @@ def config_warnings(c: TrainConfig) -> list[str]:
         out.append(f"reference_samples: {c.reference_samples} samples per prompt, but no estimator of this run "
                    f"({', '.join(names)}) wants a reference; set --reference-samples 0 or add {' or '.join(wanting)}")
     if c.rollouts_per_prompt == 1:
-        blind = [n for n in names if _no_baseline_at_g1(n, c.estimator_params if n == c.estimator else {}, c.prompt_reuse)]
+        ref = c.reference_samples
+        blind = [n for n in names
+                 if _no_baseline_at_g1(n, c.estimator_params if n == c.estimator else {}, c.prompt_reuse, ref)]
         if blind:
-            fit = [n for n in estimators.available() if not _no_baseline_at_g1(n, {}, c.prompt_reuse)]
+            fit = [n for n in estimators.available() if not _no_baseline_at_g1(n, {}, c.prompt_reuse, ref)]
             out.append(f"rollouts_per_prompt: with 1 rollout per prompt {', '.join(blind)} have no baseline (every baseline 0, "
                        f"the advantage is the bare reward or 0); estimators that fit G = 1: {', '.join(fit)}")
     return out
 
 
-def _no_baseline_at_g1(name: str, params: dict, reuse: int) -> bool:
+def _no_baseline_at_g1(name: str, params: dict, reuse: int, reference_samples: int = 0) -> bool:
     """Does estimator ``name`` give all-zero baselines with one rollout per prompt? Probed on
     two steps of a tiny stream (the same prompts again when ``reuse`` > 1), so an estimator
-    with memory or a batch-wide baseline counts as fitting."""
+    with memory or a batch-wide baseline counts as fitting. With ``reference_samples`` > 0 an
+    estimator that ``wants_reference`` first gets that many rewards per prompt of the stream, as
+    the trainer's reference stage gives it (BASIS with ``fallback=zero`` has a baseline then)."""
     import torch
 
     from lab import estimators
@@ -485,6 +489,10 @@ def _no_baseline_at_g1(name: str, params: dict, reuse: int) -> bool:
     est = estimators.get(name, **params)
     r = torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0, 1.0], dtype=torch.float64)
     ids = torch.arange(6)
+    if reference_samples > 0 and getattr(est, "wants_reference", False):
+        m = min(int(reference_samples), 4)  # a few per prompt show whether it has a baseline; the count does not matter
+        ref_ids = torch.arange(12).repeat_interleave(m)  # every prompt either step can show
+        est.set_reference(ref_ids, (torch.arange(ref_ids.numel()) % 2).to(torch.float64))
     est(estimators.RewardBatch(r, ids, step=0))
     out = est(estimators.RewardBatch(r.flip(0), ids if reuse > 1 else ids + 6, step=1))
     return bool((out.baselines == 0).all())

@@ -101,3 +101,27 @@ def test_cli_reports_a_bad_flag_value_without_writing_a_run(tmp_path, capsys):
     assert rc == 2
     assert "clip_delta" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", sorted(__import__("lab.estimators", fromlist=["available"]).available()))
+def test_the_g1_no_baseline_warning_counts_the_reference_stage_for_estimators_that_take_it(name):
+    """With G = 1 the warning names an estimator only if it has no baseline in the run as configured: an
+    estimator that wants reference samples gets them from the reference stage, so BASIS's zero
+    fallback (baseline 0 without them) is warned about only when the run has no reference stage."""
+    from lab import estimators
+    from lab.config import config_warnings
+
+    params = {"fallback": "zero"} if name == "basis" else {}
+    cfg = dict(estimator=name, estimator_params=params, shadow_estimators=(), rollouts_per_prompt=1,
+               prompts_per_step=8, prompt_reuse=4, train_pool_size=16, probe_every=0, eval_every=0)
+
+    def warned(ref: int) -> bool:
+        return any("have no baseline" in w and f" {name} have" in w for w in config_warnings(TrainConfig(**cfg, reference_samples=ref)))
+
+    wants = getattr(estimators.ESTIMATORS.get(name), "wants_reference", False)
+    if name == "basis":  # the case the reference stage decides
+        assert warned(0) and not warned(4)
+    elif not wants:  # the reference stage changes nothing for an estimator that does not take it
+        assert warned(0) == warned(4)
+    else:
+        assert not warned(4)

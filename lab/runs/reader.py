@@ -435,6 +435,10 @@ def read_reference(path: str | Path) -> pd.DataFrame:
     if prob:
         raise RunReadError(f"{prob}; {fix}")
     if df is None:
+        config, _ = read_config(Path(path)) if os.path.lexists(Path(path) / CONFIG_FILE) else ({}, [])
+        if (config or {}).get("reference_samples") == 0:
+            raise RunReadError(f"{f}: missing: this run was trained without a reference stage (reference_samples=0); "
+                               "train with --reference-samples M (and --train-pool-size N) to draw them")
         raise RunReadError(f"{f}: missing: this run has no reference samples (written before they existed, "
                            f"or stopped before the reference stage); {fix}")
     return df

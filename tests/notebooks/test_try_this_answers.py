@@ -235,8 +235,10 @@ def test_03_fallback_zero_gives_an_always_solved_prompt_its_bare_reward_and_a_g1
     assert at[0.05] > at[0.1] > 1 - 0.03 > at[0.2], at  # a small beta lifts 3 of 4 out of the active set
     cfg = dict(estimator="basis", shadow_estimators=("reinforce_plus_plus",), reference_samples=4, rollouts_per_prompt=1,
                prompts_per_step=32, prompt_reuse=4, train_pool_size=64, probe_every=0, eval_every=0, device="cpu")
-    warned = [w for w in config_warnings(TrainConfig(**cfg, estimator_params={"fallback": "zero"})) if "have no baseline" in w]
-    assert len(warned) == 1 and "rollout per prompt basis have no baseline" in warned[0]
+    zero_cfg = {**cfg, "estimator_params": {"fallback": "zero"}}
+    warned = [w for w in config_warnings(TrainConfig(**{**zero_cfg, "reference_samples": 0})) if "have no baseline" in w]
+    assert len(warned) == 1 and "rollout per prompt basis have no baseline" in warned[0]  # no reference stage: no baseline
+    assert not any("have no baseline" in w for w in config_warnings(TrainConfig(**zero_cfg)))  # with it: baselines in S
     assert not any("have no baseline" in w for w in config_warnings(TrainConfig(**cfg)))
 
 
@@ -253,7 +255,7 @@ def test_03_no_reference_stage_second_visits_fall_back_to_the_last_reward_and_th
     loo = (first["reward"].sum() - first["reward"]) / (len(first) - 1)  # every prior 0.5: the leave-one-out batch mean
     assert (first["baseline"] - loo).abs().max() < 1e-9
     assert second["baseline"].tolist() == first["reward"].tolist()  # one own reward: prior 0 or 1, outside S
-    with pytest.raises(RunReadError, match="no reference samples"):
+    with pytest.raises(RunReadError, match=r"without a reference stage \(reference_samples=0\); train with --reference-samples"):
         runs.read_reference(tmp_path / "b")
 
     def mse(name, seed, ref, steps):  # section 5's shape on the exact bandit: pool 64, 32 per step, each for 4 steps
@@ -266,6 +268,23 @@ def test_03_no_reference_stage_second_visits_fall_back_to_the_last_reward_and_th
     assert sum(short["none"]) > sum(short["rpp"]) > sum(short["ref"])
     long = {k: [mse("basis", s, ref, 40) for s in seeds] for k, ref in {"ref": 4, "none": 0}.items()}
     assert all(a < b for a, b in zip(long["none"], long["ref"]))  # a longer run, the pool coming back: the order flips
+
+
+SECTION5_03 = ("OUT = notebook_runs_dir(", "from lab.analysis import claims", "figures.value_mse_figure(", "basis_run = runs.load_run(",
+               "fig = px.scatter(", "prior_rows = ", "samples = runs.load_run(", 'print("open these runs')
+
+
+@pytest.mark.slow
+def test_03_no_reference_stage_the_training_cell_says_there_are_no_reference_samples_and_section_5_still_runs(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAB_NOTEBOOK_RUNS", str(tmp_path))
+    ns = _run("03_basis", *SECTION5_03, **{"reference_samples=4": "reference_samples=0", "steps=8": "steps=4"})
+    out = capsys.readouterr().out
+    assert "there are no reference samples in this run (reference_samples=0; set reference_samples > 0" in out
+    assert "ref" not in ns and not re.search(r"reference stage: \d+ samples", out)  # the reference line is skipped
+    assert ns["basis_cfg"].reference_samples == 0 and not (ns["live"]["basis G=1"] / "reference.parquet").exists()
+    assert len(ns["active"]) == 4 and len(ns["conclusions"]) == 2  # the rest of section 5 ran on the run
+    assert "open these runs in the dashboard" in out
 
 
 def test_03_the_margin_prompts_at_0_2_and_0_8_leave_s_together_at_eps_0_2():
@@ -306,7 +325,7 @@ def test_05_decay_changes_only_later_visits_and_faster_forgetting_raises_the_exa
     assert torch.allclose(fast, logged)  # the replay matches once it gets the run's parameters ...
     first = torch.tensor((s["step"] % 4 == 0).to_numpy())
     assert torch.equal(default[first], fast[first])  # ... and a block's first step has no history to decay
-    assert not torch.allclose(default[~first], fast[~first])  # the defaults' replay differs: the notebook's check stops
+    assert not torch.allclose(default[~first], fast[~first])  # the defaults' replay differs: the notebook's uses the run's config
     w_fast, w_default = (_replay(s, estimators.get("blend", **kw), weights=True) for kw in ({"decay": 0.8}, {}))
     assert float(w_fast[~first, 1].mean()) < float(w_default[~first, 1].mean())  # less weight on history
 
@@ -318,6 +337,22 @@ def test_05_decay_changes_only_later_visits_and_faster_forgetting_raises_the_exa
     rare, back = sum(ratio[5000]) / 10, sum(ratio[64]) / 10  # prompts seldom back (as in section 4), or back after their block
     assert 1 < rare < 1.05 and back > 1.02 and back > rare, ratio
     assert sum(x > 1 for x in ratio[64]) >= 9, ratio
+
+
+@pytest.mark.slow
+def test_05_decay_the_replay_check_rebuilds_blend_with_the_runs_saved_estimator_params_and_matches_the_log(
+        tmp_path, monkeypatch, capsys):
+    from lab import estimators
+
+    monkeypatch.setenv("LAB_NOTEBOOK_RUNS", str(tmp_path))
+    ns = _run("05_beyond_the_seeds", "OUT = notebook_runs_dir(", "run = runs.load_run(",
+              **{'TrainConfig(estimator="blend",': 'TrainConfig(estimator="blend", estimator_params={"decay": 0.8},', "steps=10": "steps=3"})
+    assert ns["replay_ok"] and ns["saved"].estimator_params == {"decay": 0.8}  # the cell's replay assertions passed
+    assert "kae (min_width=4)" in capsys.readouterr().out  # and it went on to print the value table
+    s = ns["run"].samples.sort_values("step", kind="stable")
+    logged = torch.tensor(s["baseline"].to_numpy())
+    assert torch.allclose(_replay(s, estimators.get("blend", **ns["saved"].estimator_params)), logged)
+    assert not torch.allclose(_replay(s, estimators.get("blend")), logged)  # the defaults' replay would have stopped it
 
 
 def test_05_g1_the_group_share_is_zero_the_batch_has_first_visits_and_history_a_share_after(tmp_path):

@@ -96,9 +96,26 @@ def test_a_reference_table_of_the_wrong_form_is_refused_on_write_and_named_on_re
 
 def test_read_reference_of_a_run_without_one_names_the_file_and_the_fix(tmp_path):
     d = write_good_run(tmp_path / "r")
-    with pytest.raises(runs.RunReadError, match="reference.parquet: missing.*train the run again"):
+    saved = runs.read_config(d)[0].get("reference_samples")
+    want = "missing: this run was trained without a reference stage.*--reference-samples" if saved == 0 else "missing.*train the run again"
+    with pytest.raises(runs.RunReadError, match=f"reference.parquet: {want}"):
         runs.read_reference(d)
     assert runs.load_run(d).problems == []  # a run without reference samples is not damaged
+
+
+def test_read_reference_says_when_the_run_was_trained_without_a_reference_stage_and_when_it_cannot_tell(tmp_path):
+    import json
+
+    d = write_good_run(tmp_path / "r")
+    config = json.loads((d / "config.json").read_text())
+    for value, want in ((0, "trained without a reference stage \\(reference_samples=0\\); train with --reference-samples M"),
+                        (8, "has no reference samples \\(written before they existed, or stopped before the reference stage\\)")):
+        (d / "config.json").write_text(json.dumps({**config, "reference_samples": value}))
+        with pytest.raises(runs.RunReadError, match=want):
+            runs.read_reference(d)
+    (d / "config.json").unlink()  # no config at all: it cannot tell, so the general message
+    with pytest.raises(runs.RunReadError, match="has no reference samples"):
+        runs.read_reference(d)
 
 
 # --- wrong-typed status and config ---------------------------------------------------------------------
