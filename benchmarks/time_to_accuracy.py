@@ -69,8 +69,6 @@ margin.
 from __future__ import annotations
 
 import argparse
-import csv
-import fcntl
 import math
 import os
 import shutil
@@ -322,8 +320,9 @@ def fieldnames() -> list[str]:
 
 
 def read_rows(path: Path) -> list[dict]:
-    """Rows of an existing results file (``lab.analysis.results.read_rows``: empty when absent, a torn last line skipped)."""
-    return results.read_rows(path)
+    """Rows of an existing results file (``lab.analysis.results.read_rows``: empty when absent, a torn last line and
+    rows whose seed is not a number, such as a second header written by an older lab's racing --jobs, skipped)."""
+    return results.read_rows(path, {"seed": int})
 
 
 def done_runs(rows: list[dict]) -> set[tuple[str, int]]:
@@ -340,16 +339,8 @@ def _write_all(path: Path, rows: list[dict], names: list[str]) -> None:
 
 
 def _append(path: Path, row: dict, names: list[str]) -> None:
-    """Append one row under an exclusive lock (two runs side by side share the file)."""
-    with path.open("a", newline="") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            if f.tell() == 0:
-                csv.DictWriter(f, fieldnames=names).writeheader()
-            csv.DictWriter(f, fieldnames=names, extrasaction="ignore").writerow(row)
-            f.flush()
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Append one row (two runs side by side share the file: ``results.append_rows`` locks it)."""
+    results.append_rows(path, [row], names)
 
 
 def run_one(label: str, seed: int, out: Path, runs_dir: Path, steps: int, evals: dict | None = None) -> None:

@@ -35,6 +35,16 @@ left out, instead of 40 and 10; about 3 minutes on one idle core; ``--group-size
 file's world is in its sidecar (``world``, and in ``settings`` when it is not the default), so
 resuming a file with another world is refused like any other change of settings.
 
+``--long`` fits the world to the real runs' drift as they measured it: pairs of probes of one
+prompt within a run, which are prompts inside a reuse block, being trained on. In those pairs
+values climb steadily (mean squared change ∝ lag^1.7) while the population's mean value rises
+slowly, which a shared trend and random walk cannot give at once; the fitted world has a gain
+per trained step (``DriftingBandit``'s ``learn``) beside trend, per-prompt slope, walk and spread,
+and is measured on the same probed prompts (``lab.analysis.bandit.probed_drift`` and
+``ProbeDesign``, the real runs' G, J, probes and horizon). The fit, at every lag and moment beside
+the random-walk calibration's, goes to ``data/results/value_mse_drift_fit.csv``; docs/claims.md
+states it. The floor is told the training schedule, as it is told the trend.
+
 Output: ``data/results/value_mse.csv`` (one row per estimator × G × J × seed, written as each
 finishes, so an interrupted run resumes where it stopped) and ``value_mse.provenance.json``
 beside it (settings, ``lab.provenance.collect()``, resolved parameters per row). The tables
@@ -58,8 +68,8 @@ from tqdm import tqdm
 from lab import estimators
 from lab.estimators import RewardBatch
 from lab.analysis import docblocks, results, specs, stats
-from lab.analysis.bandit import (DriftingBandit, PosteriorBaseline, fit_ballistic, msd_by_lag, posterior_mse_run,
-                                 probe_steps, stretch, value_mse_run, value_paths)
+from lab.analysis.bandit import (DriftingBandit, PosteriorBaseline, ProbeDesign, fit_drift, posterior_mse_run, probed_drift,
+                                 stretch, value_mse_run)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "data" / "results" / "value_mse.csv"
@@ -72,7 +82,7 @@ DRIFT_RESULTS = "value_mse_real_drift"
 LONG_OUT = ROOT / "data" / "results" / "value_mse_long.csv"
 DRIFT_FIT_OUT = ROOT / "data" / "results" / "value_mse_drift_fit.csv"
 LONG_STEPS, LONG_WARMUP = 300, 30
-"""``--long``: the world fitted to the real runs' drift at every lag (with its per-prompt trend term), stretched
+"""``--long``: the world fitted to the real runs' drift at every lag (with its gain per trained step), stretched
 from their 31 steps to 300 (``lab.analysis.bandit.stretch``: the same value path, sampled 10× finer), so that KAE's
 h·t window spans tens of steps as in the paper; the first 30 steps are left out."""
 BASIS_M = (4, 8, 16, 32)
@@ -99,28 +109,46 @@ def long_cells() -> list[tuple[str, int, int]]:
     return list(dict.fromkeys(cells))
 
 
-def drift_target(root: Path | None = None) -> tuple[dict[int, tuple[float, float]], float | None]:
-    """The pooled real drift at every lag ({lag: (msd, mean change per step)}) and the real runs' mean V(1 − V)."""
+def drift_target(root: Path | None = None) -> dict:
+    """What the real runs measured, in ``lab.analysis.bandit.probed_drift``'s layout: the pooled drift at every lag
+    ({lag: (msd, mean change per step)}), the level (mean V(1 − V) after the warmup), the climb of the probed
+    values over the run and their variance at step 0 (both from ``value_mse_real_truth.csv``, MC-corrected)."""
     df = results.read(DRIFT_RESULTS, root)
     r = df[(df["source"].astype(str) == "real") & (df["rollouts_per_prompt"].astype(str) == "all")]
-    lv = real_levels(root)
-    return {int(x.lag): (float(x.msd), float(x.mean_change_per_step)) for x in r.itertuples()}, (lv or {}).get("mean_var")
+    t = results.read("value_mse_real_truth", root)
+    by = t.groupby("step")["truth"].mean()
+    first = t[t["step"] == t["step"].min()]
+    return {"lags": {int(x.lag): (float(x.msd), float(x.mean_change_per_step)) for x in r.itertuples()},
+            "level": (real_levels(root) or {}).get("mean_var"),
+            "climb": float(by.iloc[-1] - by.iloc[0]) / max(int(by.index[-1] - by.index[0]), 1),
+            "start_var": float(first["truth"].var() - (first["truth_se"] ** 2).mean())}
 
 
 def fitted_world(root: Path | None = None) -> dict[str, float]:
-    """The (spread, trend, slope, drift) fitted to the real runs' drift at every lag and their level."""
-    target, level = drift_target(root)
-    return fit_ballistic(target, steps=CALIBRATED_STEPS, probe_every=3, level=level)
+    """The (spread, trend, learn, slope, drift) fitted to the real runs' drift at every lag, level, climb and
+    start variance, measured on the bandit the way the real runs measured theirs (``probed_drift``)."""
+    return fit_drift(drift_target(root), ProbeDesign())
+
+
+DRIFT_FIT_FIELDS = ["moment", "lag", "real", "fit", "random_walk", "spread", "trend", "learn", "slope", "drift"]
 
 
 def drift_fit_rows(world: dict, root: Path | None = None) -> list[dict]:
-    """The fit shown at every lag: real msd, the fitted world's and the random-walk calibration's (``bandit_matched``)."""
-    target, _ = drift_target(root)
-    ps = probe_steps(CALIBRATED_STEPS, 3)
-    fit = msd_by_lag(value_paths(world, ps, seeds=range(SEEDS)), ps)
-    rw = msd_by_lag(value_paths(calibrated_world(root), ps, seeds=range(SEEDS)), ps)
-    return [{"lag": k, "real_msd": round(t[0], 6), "fit_msd": round(fit[k][0], 6), "random_walk_msd": round(rw[k][0], 6),
-             "real_mean_change": round(t[1], 6), "fit_mean_change": round(fit[k][1], 6), **world} for k, t in target.items()]
+    """The fit shown at every lag and moment: the real value, the fitted world's and the random-walk calibration's
+    (``bandit_matched``: trend and drift only), all three measured as the real runs are (``probed_drift``)."""
+    target, design = drift_target(root), ProbeDesign()  # the real runs' design (a test keeps them equal)
+    fit = probed_drift(world, design, seeds=range(SEEDS))
+    rw = probed_drift(calibrated_world(root), design, seeds=range(SEEDS))
+    rows = []
+    for k, (msd, mc) in target["lags"].items():
+        rows.append({"moment": "msd", "lag": k, "real": msd, "fit": fit["lags"][k][0], "random_walk": rw["lags"][k][0]})
+        rows.append({"moment": "mean_change_per_step", "lag": k, "real": mc, "fit": fit["lags"][k][1],
+                     "random_walk": rw["lags"][k][1]})
+    for m in ("level", "climb", "start_var"):
+        if target.get(m) is not None:
+            rows.append({"moment": m, "lag": "", "real": target[m], "fit": fit[m], "random_walk": rw[m]})
+    w = {k: world.get(k, 0.0) for k in ("spread", "trend", "learn", "slope", "drift")}
+    return [{**r, **{k: round(v, 6) for k, v in r.items() if isinstance(v, float)}, **w} for r in rows]
 
 
 GROUP_SIZES = (1, 2, 4, 8, 16)
@@ -678,8 +706,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     cells = None
     if args.long:
         fit = fitted_world()
-        results.write_csv(DRIFT_FIT_OUT, drift_fit_rows(fit), ["lag", "real_msd", "fit_msd", "random_walk_msd",
-                          "real_mean_change", "fit_mean_change", "spread", "trend", "slope", "drift"])
+        results.write_csv(DRIFT_FIT_OUT, drift_fit_rows(fit), DRIFT_FIT_FIELDS)
         world = stretch(fit, CALIBRATED_STEPS, LONG_STEPS)
         cells = long_cells()
         args.out = args.out or LONG_OUT
@@ -694,7 +721,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ap.error(str(e))
     else:
         world = {**d, **{k: getattr(args, k) for k in d if getattr(args, k) is not None}}
-    world = {"slope": 0.0, **world} if args.long else world
+    world = {"slope": 0.0, "learn": 0.0, **world} if args.long else world
     if world["drift"] < 0 or world["spread"] < 0:
         ap.error(f"--drift and --spread: expected >= 0, got drift={world['drift']}, spread={world['spread']}")
     args.out = args.out or (CALIBRATED_OUT if args.calibrated else DEFAULT_OUT)

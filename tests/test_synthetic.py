@@ -180,10 +180,11 @@ def test_posterior_floor_with_drift_matches_importance_sampling_of_the_generativ
         assert abs(float(out.baselines[i]) - mean) < 4 * se + 1e-4, (i, float(out.baselines[i]), mean, se)
 
 
-def _floor_calibration(world_drift, model_drift, steps=120):
-    """Mean (b − V)² of the posterior baseline and the mean posterior variance it reports, with an SE."""
-    sim = DriftingBandit(32, drift=world_drift, seed=4)
-    est = PosteriorBaseline(spread=sim.spread, trend=sim.trend, drift=model_drift)
+def _floor_calibration(world_drift, model_drift, steps=120, learn=0.0, told=True):
+    """Mean (b − V)² of the posterior baseline and the mean posterior variance it reports, with an SE.
+    ``learn``: trained prompts gain that logit per step; ``told``: the floor knows the schedule."""
+    sim = DriftingBandit(32, drift=world_drift, seed=4, learn=learn)
+    est = PosteriorBaseline(spread=sim.spread, trend=sim.trend, drift=model_drift, offset=sim.offset if told and learn else None)
     errs, claimed = [], []
     for t in range(steps):
         prompts = sim.draw_prompts(8) if t % 4 == 0 else prompts  # noqa: F821 (bound at t = 0)
@@ -191,6 +192,7 @@ def _floor_calibration(world_drift, model_drift, steps=120):
         out = est(batch)
         errs.append((out.baselines - v) ** 2)
         claimed.append(out.info["posterior_var"])
+        sim.train(prompts, t)
     errs = torch.cat(errs)
     return float(errs.mean()), sum(claimed) / len(claimed), float(errs.std() / math.sqrt(errs.numel()))
 
@@ -222,3 +224,31 @@ def test_posterior_floor_rejects_non_binary_rewards_and_steps_that_go_backwards(
     est(RewardBatch(torch.tensor([1.0]), torch.tensor([0]), step=3))
     with pytest.raises(ValueError, match="steps must not go backwards"):
         est(RewardBatch(torch.tensor([1.0]), torch.tensor([0]), step=2))
+
+
+def test_trained_prompts_gain_learn_per_trained_step_and_a_read_step_cannot_be_retrained():
+    b = DriftingBandit(5, spread=1.0, trend=0.1, drift=0.2, learn=0.3, seed=2)
+    plain = DriftingBandit(5, spread=1.0, trend=0.1, drift=0.2, seed=2)  # the same θ_0 and walk, no training gain
+    for t, ids in enumerate([[0, 1], [0], [0, 3], []]):
+        b.train(torch.tensor(ids, dtype=torch.long), t)
+    n = torch.tensor([3.0, 1.0, 0.0, 1.0, 0.0], dtype=torch.float64)  # steps before 4 each prompt was trained
+    assert torch.equal(b.trained_steps(4), n)
+    assert torch.allclose(torch.logit(b.values(4)) - torch.logit(plain.values(4)), 0.3 * n)
+    assert torch.allclose(torch.logit(b.values(1)) - torch.logit(plain.values(1)), torch.tensor([0.3, 0.3, 0, 0, 0], dtype=torch.float64))
+    with pytest.raises(ValueError, match="already read"):
+        b.train(torch.tensor([2]), 2)  # step 4's values are out: step 2's training can no longer land
+    with pytest.raises(ValueError, match="learn"):
+        DriftingBandit(4, learn=float("nan"))
+
+
+def test_posterior_floor_told_the_training_schedule_stays_calibrated_and_below_every_estimator():
+    mse, claimed, se = _floor_calibration(0.05, 0.05, learn=0.4)
+    assert abs(mse - claimed) < 4 * se, (mse, claimed, se)
+    # the failing control: a floor that does not know trained prompts climb claims less error than it makes
+    mse, claimed, se = _floor_calibration(0.05, 0.05, learn=0.4, told=False)
+    assert mse - claimed > 6 * se, (mse, claimed, se)
+    world = dict(learn=0.3, trend=0.0, drift=0.05)
+    floor = [float(posterior_mse_run(2, steps=20, reuse=4, seed=s, **world).mse[5:].mean()) for s in range(3)]
+    for name in ("rloo", "kae", "basis"):
+        est = [float(value_mse_run(name, 2, steps=20, reuse=4, seed=s, **world).mse[5:].mean()) for s in range(3)]
+        assert all(f < e for f, e in zip(floor, est)), (name, floor, est)

@@ -359,7 +359,7 @@ def world_note(root, name: str = "value_mse_calibrated") -> str:
     if name == "value_mse":
         return ""
     w = results.provenance(name, root).get("world")
-    return "" if not w else " (world: " + ", ".join(f"{k} = {w[k]:g}" for k in ("trend", "slope", "drift", "spread") if k in w) + ")"
+    return "" if not w else " (world: " + ", ".join(f"{k} = {w[k]:g}" for k in ("trend", "learn", "slope", "drift", "spread") if k in w) + ")"
 
 
 def _bandit_checks(root, claim: Claim, a: str, ga: int, b: str, gb: int, j: int, regime: str, **kw) -> list[Check]:
@@ -578,14 +578,22 @@ def _krpo_training(root) -> list[Check]:
                   lambda: _krpo_partial(root))]
 
 
-def _krpo_partial(root) -> Measured | None:
-    name = "krpo_partial_credit"
+def _paired_seeds(root, name: str, key: str, a: str, b: str, cols: tuple[str, ...]):
+    """Per-seed means of ``cols`` for ``key`` = ``a`` and ``key`` = ``b`` in results file ``name``, on the seeds both
+    have: (by_a, by_b, seeds), the frames indexed by seed. A real-run driver's file (``run_paired_seeds``)."""
     df = _read(name, root)
-    _need(df, name, ("estimator", "seed", "final_reward"))
-    a = df[_is(df, "estimator", "krpo")].groupby("seed")["final_reward"].mean()
-    b = df[_is(df, "estimator", "grpo")].groupby("seed")["final_reward"].mean()
-    seeds = sorted(set(a.index) & set(b.index))
-    return Measured(stats.paired_difference([a[s] for s in seeds], [b[s] for s in seeds])) if seeds else None
+    _need(df, name, (key, "seed", *cols))
+    by = [df[_is(df, key, x)].groupby("seed")[list(cols)].mean() for x in (a, b)]
+    return by[0], by[1], sorted(set(by[0].index) & set(by[1].index))
+
+
+def _diff(by_a, by_b, seeds, col: str):
+    return stats.paired_difference([by_a.loc[s, col] for s in seeds], [by_b.loc[s, col] for s in seeds])
+
+
+def _krpo_partial(root) -> Measured | None:
+    a, b, seeds = _paired_seeds(root, "krpo_partial_credit", "estimator", "krpo", "grpo", ("final_reward",))
+    return Measured(_diff(a, b, seeds, "final_reward")) if seeds else None
 
 
 BASIS_M = (4, 8, 16, 32)
@@ -692,19 +700,13 @@ def _kl3_exploration(root) -> list[Check]:
 
 
 def _kl3_entropy(root) -> Measured | None:
-    name = "kl3_entropy"
-    df = _read(name, root)
-    _need(df, name, ("measure", "seed", "entropy", "clip_frac_low", "clip_frac_high"))
-    by = {m: df[_is(df, "measure", m)].groupby("seed")[["entropy", "clip_frac_low", "clip_frac_high"]].mean()
-          for m in ("kl3", "ratio")}
-    seeds = sorted(set(by["kl3"].index) & set(by["ratio"].index))
+    a, b, seeds = _paired_seeds(root, "kl3_entropy", "measure", "kl3", "ratio", ("entropy", "clip_frac_low", "clip_frac_high"))
     if not seeds:
         return None
-    diff = lambda col: stats.paired_difference([by["kl3"].loc[s, col] for s in seeds], [by["ratio"].loc[s, col] for s in seeds])
-    lo, hi = diff("clip_frac_low"), diff("clip_frac_high")
+    lo, hi = _diff(a, b, seeds, "clip_frac_low"), _diff(a, b, seeds, "clip_frac_high")
     extra = (f"clip fractions, kl3 − ratio: low {lo.value:+.4f} [{lo.low:+.4f}, {lo.high:+.4f}], "
              f"high {hi.value:+.4f} [{hi.low:+.4f}, {hi.high:+.4f}]")
-    return Measured(diff("entropy"), extra=extra)
+    return Measured(_diff(a, b, seeds, "entropy"), extra=extra)
 
 
 CLAIMS: tuple[Claim, ...] = (
@@ -889,6 +891,31 @@ def _sources(root) -> list[str]:
     return lines
 
 
+def drift_fit_text(root=None) -> list[str]:
+    """How close the long bandit's world is to the real runs' value drift, from ``value_mse_drift_fit.csv``: per lag the
+    fitted world's and the random-walk calibration's mean squared change as a ratio of the real runs' (1 = the same),
+    all three measured on the same probed prompts (``lab.analysis.bandit.probed_drift``)."""
+    name = "value_mse_drift_fit"
+    try:
+        df = _read(name, root)
+    except _Missing as e:
+        return [f"The long bandit's fit to the real drift: {e}."]
+    _need(df, name, ("moment", "lag", "real", "fit", "random_walk"))
+    msd = df[df["moment"].astype(str) == "msd"].sort_values("lag")
+    if msd.empty:
+        return [f"The long bandit's fit to the real drift: `data/results/{name}.csv` has no msd rows."]
+    lags = [str(int(x)) for x in msd["lag"]]
+
+    def ratios(col):
+        return "/".join(f"{float(a) / float(b):.2f}×" for a, b in zip(msd[col], msd["real"]))
+
+    learn = float(df["learn"].iloc[0]) if "learn" in df.columns else 0.0
+    return [f"**The long bandit's world** is fitted to the real runs' value drift measured on the prompts they probed "
+            f"(`data/results/{name}.csv`): its mean squared change at lags {'/'.join(lags)} is {ratios('fit')} the real "
+            f"runs' (the random-walk calibration of `--calibrated`: {ratios('random_walk')}); trained prompts gain "
+            f"{learn:g} logit per step trained in the fitted world."]
+
+
 SETTINGS = ("bandit", "bandit (calibrated)", "bandit (long)", "real runs", "real-model gradients", "real runs (accuracy)", "exact")
 
 RULE_TEXT = [
@@ -947,6 +974,8 @@ def claims_markdown(root: str | Path | None = None) -> str:
         "(`benchmarks/value_mse_real.py`, `benchmarks/time_to_accuracy.py`) and on its gradients",
         "(`benchmarks/grad_variance.py`). Every lab number is read from `data/results/` by `lab/analysis/claims.py` and",
         "names the file and the filter it came from; a test fails when this page and the files disagree.",
+        "",
+        *drift_fit_text(root),
         "",
         *RULE_TEXT,
         "",

@@ -130,22 +130,41 @@ def drop_torn_tail(path: str | Path) -> None:
 def append_rows(path: str | Path, rows: Iterable[dict], fieldnames: list[str]) -> None:
     """Append ``rows`` to a resumable results file (header first when the file is new or empty).
 
+    Safe for several processes appending side by side (``--jobs``): the header decision, the cut of
+    an unfinished last line (a kill mid-write) and the write happen under one exclusive lock, with
+    the file's size read under it, so the file gets one header and whole lines.
+
     >>> import tempfile
     >>> p = Path(tempfile.mkdtemp()) / "r.csv"
     >>> append_rows(p, [{"a": 1}], ["a"]); append_rows(p, [{"a": 2}], ["a"]); p.read_text().splitlines()
     ['a', '1', '2']
     """
+    import fcntl
+    import io
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    if not new:
-        drop_torn_tail(path)
-    with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerows(rows)
-        f.flush()
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=fieldnames, extrasaction="ignore")
+    w.writerows(rows)
+    body = buf.getvalue()
+    with path.open("a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            size = os.fstat(f.fileno()).st_size
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":  # a torn last line: cut it so this append starts on a fresh line
+                    f.seek(0)
+                    f.truncate(f.read().rfind(b"\n") + 1)
+                    size = os.fstat(f.fileno()).st_size
+            head = io.StringIO(newline="")
+            if size == 0:
+                csv.DictWriter(head, fieldnames=fieldnames).writeheader()
+            f.write((head.getvalue() + body).encode())
+            f.flush()
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def read_rows(path: str | Path, types: dict | None = None) -> list[dict]:

@@ -34,3 +34,22 @@ def test_append_after_a_torn_line_resumes_on_a_fresh_line(tmp_path):
     assert [r["a"] for r in results.read_rows(p, {"a": int})] == [1]
     results.append_rows(p, [{"a": 4, "b": 5}], ["a", "b"])
     assert [r["a"] for r in results.read_rows(p, {"a": int})] == [1, 4]
+
+
+def _append_many(args):
+    path, who, n = args
+    for i in range(n):
+        results.append_rows(path, [{"who": who, "i": i}], ["who", "i"])
+
+
+def test_processes_appending_side_by_side_to_a_new_file_write_one_header_and_whole_lines(tmp_path):
+    """time_to_accuracy --jobs 2 once wrote two headers: both children saw an empty file before either wrote."""
+    import multiprocessing as mp
+
+    p = tmp_path / "r.csv"
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        pool.map(_append_many, [(p, w, 50) for w in range(4)])
+    lines = p.read_text().splitlines()
+    assert lines[0] == "who,i" and lines.count("who,i") == 1
+    assert sorted(lines[1:]) == sorted(f"{w},{i}" for w in range(4) for i in range(50))
