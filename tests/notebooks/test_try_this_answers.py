@@ -30,7 +30,6 @@ ANSWERS = {
     "06_launch_training": ["No reuse.", "A bad value.", "On a GPU."],
 }
 UNCHECKED = {
-    ("01_kernel_smoothing", "Window."): "two more live runs of section 5 (about a minute of CPU more than the lesson itself)",
     ("05_beyond_the_seeds", "Your own source."): "a code-writing exercise: the reader's own fourth source",
     ("06_launch_training", "On a GPU."): "needs a GPU and a run ten times the size of the lesson's",
 }
@@ -129,6 +128,62 @@ def test_00_temperature_a_sharper_sampler_gives_fewer_distinct_completions():
 
 
 # ---- 01: kernel smoothing --------------------------------------------------------------------
+WINDOWS_01 = {"lesson": {"min_width": 4.0}, "default": {}, "width 8": {"width": 8.0}}  # section 5's, and Try this's two
+
+
+def test_01_window_the_default_floor_shrinks_kaes_gain_over_rloo_and_a_width_of_8_grows_it_a_little():
+    from lab import estimators
+    from lab.analysis.bandit import value_mse_run
+    from lab.estimators.kernel import kernel_weights
+
+    def lags(params, t=3):  # a block's last step: the weights of its three earlier steps
+        kae = estimators.get("kae", **params)
+        return [round(float(kernel_weights(torch.tensor([lag / kae.window(t)]), kae.kernel)), 4) for lag in (1, 2, 3)]
+
+    assert [estimators.get("kae").window(t) for t in range(10)] == [3.0] * 10  # h t < 3 over the lesson's 10 steps
+    assert {k: lags(p) for k, p in WINDOWS_01.items()} == {
+        "lesson": [0.75, 0.5, 0.25], "default": [0.6667, 0.3333, 0.0], "width 8": [0.875, 0.75, 0.625]}
+
+    def share(params, g, seed):  # section 5's shape on the exact bandit: 8 per step, each for 4 steps, prompts not back
+        kw = dict(steps=10, reuse=4, seed=seed, n_prompts=5000, prompts_per_step=8)
+        kae = value_mse_run("kae", g, make=lambda _: estimators.get("kae", **params), **kw).mse[1:].sum()
+        return float(kae / value_mse_run("rloo", g, **kw).mse[1:].sum())  # KAE's value MSE as a share of RLOO's
+
+    seeds = range(10)
+    for g in (2, 4):
+        r = {k: [share(p, g, s) for s in seeds] for k, p in WINDOWS_01.items()}
+        mean = {k: sum(v) / len(v) for k, v in r.items()}
+        assert all(d > les for d, les in zip(r["default"], r["lesson"])), (g, r)  # every seed: the gain shrinks
+        assert mean["width 8"] < mean["lesson"] and sum(w < les for w, les in zip(r["width 8"], r["lesson"])) >= 8, (g, r)
+        assert mean["lesson"] - mean["width 8"] < mean["default"] - mean["lesson"], (g, mean)  # grows less than it shrinks
+
+
+SECTION5_01 = ("OUT = notebook_runs_dir(", "probes = pd.concat(", "from lab.analysis import claims")
+
+
+@pytest.mark.slow
+def test_01_window_a_live_run_of_section_5_cannot_tell_the_three_windows_apart(tmp_path, monkeypatch, capsys):
+    from lab import runs
+
+    monkeypatch.setenv("LAB_NOTEBOOK_RUNS", str(tmp_path))
+    lesson = 'estimator_params={"min_width": 4.0}'
+    assert lesson in _cell("01_kernel_smoothing", SECTION5_01[0])
+    effect = {}
+    for k, p in WINDOWS_01.items():
+        ns = _run("01_kernel_smoothing", *SECTION5_01, **{lesson: f"estimator_params={p!r}", 'run_name=f"kae-g{g}"': f'run_name=f"{k.replace(" ", "")}-g{{g}}"'})
+        assert ns["base"].estimator_params == p and Path(ns["live"][2]).name == f"{k.replace(' ', '')}-g2"  # its own runs
+        for g in (2, 4):
+            effect[k, g] = e = ns["conclusions"][(g, "rloo")].effect
+            assert e.n == 9 and e.value < 1, (k, g, e)  # nine probe steps; KAE below RLOO in each setting
+            block = runs.load_run(ns["live"][g], probes=False).samples.assign(block=lambda s: s["step"] // 4)
+            assert block.groupby("prompt_id")["block"].nunique().max() == 1, "a block's prompt came back"
+    assert "KAE's value MSE ÷ rloo's, G = 2" in capsys.readouterr().out
+    for g in (2, 4):
+        for a in WINDOWS_01:
+            for b in WINDOWS_01:
+                assert effect[b, g].low < effect[a, g].value < effect[b, g].high, (g, a, b, effect)
+
+
 @pytest.mark.slow
 def test_01_reuse_without_history_kae_is_rloo(tmp_path):
     s = _tiny_runs(tmp_path, {"kae": dict(estimator="kae", shadow_estimators=("rloo",))},
