@@ -2,8 +2,9 @@
 
 Each prompt x has a logit θ_t(x) that moves as training would move it: a shared upward
 trend (the policy improves), a per-prompt trend (``slope``: each prompt improves or worsens
-at its own steady rate, the ballistic drift of real runs, whose mean squared change grows
-like lag^1.7) plus a per-prompt Gaussian random walk. Its true value is
+at its own steady rate), a gain for every step the prompt is trained on (``learn``: in real
+runs the prompts of the current reuse block climb steadily, mean squared change growing like
+lag^1.7, while the population rises slowly) plus a per-prompt Gaussian random walk. Its true value is
 V_t(x) = sigmoid(θ_t(x)), and a rollout's reward is Bernoulli(V_t(x)). Because V is known
 exactly, an estimator's baseline error E[(b − V)²] needs no Monte-Carlo probe. This is the
 estimator-only half of the lab's value benchmarks (``benchmarks/value_mse.py``); the
