@@ -128,3 +128,20 @@ def test_the_estimator_state_is_in_the_trl_checkpoint_and_loads_on_resume(two_ra
                               processing_class=AutoTokenizer.from_pretrained(model), lab=lt.LabTRLConfig(estimator="blend"))
     with pytest.raises(ValueError, match="written for estimator 'kae'"):
         lt.load_state(ckpt, wrong.lab_estimator, "blend")
+
+
+TRL_NAMES_IN_LESSONS = ("epsilon", "epsilon_high", "num_iterations", "beta", "loss_type", "scale_rewards",
+                        "num_generations", "max_grad_norm")
+"""The GRPOConfig settings the lessons' bridge sections name (notebooks 00, 02, 04)."""
+
+
+def test_every_trl_setting_the_lessons_name_is_a_grpoconfig_field_of_the_installed_trl():
+    import dataclasses
+
+    text = "\n".join("".join(c["source"]) for p in sorted((ROOT / "notebooks").glob("0*.ipynb"))
+                     for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "markdown")
+    fields = {f.name: f for f in dataclasses.fields(trl.GRPOConfig)}
+    for name in TRL_NAMES_IN_LESSONS:
+        assert f"`{name}" in text, f"{name}: no lesson names it any more; drop it from TRL_NAMES_IN_LESSONS"
+        assert name in fields, f"{name}: not a GRPOConfig field in TRL {trl.__version__}; fix the lesson that names it"
+    assert "'dr_grpo'" in fields["loss_type"].metadata.get("help", "")  # the aggregation lesson 00 maps to
