@@ -165,3 +165,14 @@ def test_a_changed_results_file_changes_the_claims_table(tmp_path):
             r["value_mse"] = str(float(r["value_mse"]) * 0.5)
     results.write_csv(tmp_path / "value_mse.csv", rows, ["estimator", "group_size", "reuse", "seed", "value_mse"])
     assert claims.claims_markdown(tmp_path) != before
+
+
+def test_the_drift_fit_sentence_is_computed_from_its_results_file(tmp_path):
+    rows = ["moment,lag,real,fit,random_walk,spread,trend,learn,slope,drift",
+            "msd,3,0.02,0.03,0.01,1,0,0.25,0,0.1", "mean_change_per_step,3,0.03,0.03,0.01,1,0,0.25,0,0.1",
+            "msd,9,0.10,0.05,0.20,1,0,0.25,0,0.1", "level,,0.2,0.2,0.1,1,0,0.25,0,0.1"]
+    (tmp_path / "value_mse_drift_fit.csv").write_text("\n".join(rows) + "\n")
+    text = claims.drift_fit_text(tmp_path)[0]
+    assert "at lags 3/9 is 1.50×/0.50× the real runs'" in text and "`--calibrated`: 0.50×/2.00×" in text
+    assert "gains 0.25 logit" in text
+    assert "not made yet" in claims.drift_fit_text(tmp_path / "nothing")[0]

@@ -912,8 +912,9 @@ def drift_fit_text(root=None) -> list[str]:
     learn = float(df["learn"].iloc[0]) if "learn" in df.columns else 0.0
     return [f"**The long bandit's world** is fitted to the real runs' value drift measured on the prompts they probed "
             f"(`data/results/{name}.csv`): its mean squared change at lags {'/'.join(lags)} is {ratios('fit')} the real "
-            f"runs' (the random-walk calibration of `--calibrated`: {ratios('random_walk')}); trained prompts gain "
-            f"{learn:g} logit per step trained in the fitted world."]
+            f"runs' (the random-walk calibration of `--calibrated`: {ratios('random_walk')}). Over the real runs' horizon a "
+            f"prompt gains {learn:.3g} logit for each step it is trained on; the long bandit stretches that world to its "
+            "own horizon."]
 
 
 SETTINGS = ("bandit", "bandit (calibrated)", "bandit (long)", "real runs", "real-model gradients", "real runs (accuracy)", "exact")
