@@ -577,7 +577,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      f"or --fresh (or another --out) to start over")
     done = done_runs(rows)
     kept = [r for r in rows if (r["label"], int(r["seed"])) in done]
-    if len(kept) != len(rows):  # drop the rows of interrupted runs; they run again
+    lines = sum(1 for _ in out.open()) - 1 if out.exists() else 0  # data lines, readable or not
+    if len(kept) != len(rows) or lines > len(rows):  # drop interrupted runs' rows (they run again) and unreadable lines
         _write_all(out, kept, fieldnames())
     todo = [(lb, s) for s in seeds for lb in labels if (lb, s) not in done]
     skipped = len(labels) * len(seeds) - len(todo)

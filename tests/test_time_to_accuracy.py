@@ -174,6 +174,18 @@ def test_two_runs_side_by_side_write_whole_rows(tmp_path):
     rows = _read(out)
     assert sorted((r["label"], r["step"]) for r in rows) == [("grpo_g8", "0"), ("grpo_g8", "1"), ("kae_g2", "0"), ("kae_g2", "1")]
     assert all(r["created"] and r["torch_threads"] == "1" for r in rows)
+    assert out.read_text().count("label,estimator,") == 1  # one header: the two children once raced to write it
+
+
+def test_resume_repairs_a_file_with_a_second_header_inside_and_keeps_every_run(tmp_path, capsys):
+    out = tmp_path / "tta.csv"
+    tta.main([*TINY, "--labels", "grpo_g8", "--jobs", "1", "--out", str(out)])
+    lines = out.read_text().splitlines()
+    out.write_text("\n".join([lines[0], lines[1], lines[0], *lines[2:]]) + "\n")  # what the racing --jobs 2 left
+    capsys.readouterr()
+    tta.main([*TINY, "--labels", "grpo_g8", "--jobs", "1", "--out", str(out)])
+    assert "resuming: 1 of 1 runs already in" in capsys.readouterr().out
+    assert out.read_text().splitlines() == lines  # the stray header gone, every row kept as it was
 
 
 def test_an_eval_setting_that_disables_evals_is_refused_before_any_run(tmp_path, capsys):
