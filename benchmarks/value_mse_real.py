@@ -14,8 +14,10 @@
 ``grpo``; every other registered estimator runs in shadow on the same rollouts (the default
 ``shadow_estimators=("all",)``), each with its own memory, so all estimators of one run are
 compared on identical batches and the comparison is paired. Shadows use their registered
-defaults (each row's ``estimator_params`` records them). The trainer has no offline stage:
-``basis`` and ``blend`` get no reference samples here, unlike on the bandit (8 per prompt).
+defaults (each row's ``estimator_params`` records them). These runs use no reference stage
+(``reference_samples`` = 0, the default; the trainer has one, ``--reference-samples``): ``basis``
+and ``blend`` get no reference samples here, unlike on the bandit (8 per prompt). BASIS with
+its reference samples on real runs is not measured yet.
 
 **What is measured.** ``probe_set="batch"`` probes the step's first ``probe_prompts``
 *training* prompts and scores the baselines that training itself computed for their rollouts
