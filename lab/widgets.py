@@ -218,6 +218,23 @@ def _plain(metrics: dict) -> dict:
     return out
 
 
+def _exited(proc, timeout: float = 0.0) -> bool:
+    """True once the child process has exited, waiting up to ``timeout`` seconds.
+
+    Asks the process's sentinel (a pipe the OS closes when the child dies), not ``is_alive``:
+    the Launcher's threads (the follower, the Stop watchdog, ``wait``) may look at one child at
+    once, and when two of them join it the loser of the race on ``waitpid`` reads "alive"
+    until the winner records the exit code, so ``running`` said True after the run had ended.
+    The sentinel's answer does not depend on who reaped the child.
+    """
+    from multiprocessing.connection import wait as wait_ready
+
+    if not wait_ready([proc.sentinel], timeout):
+        return False
+    proc.join(0)  # reap it here if no other thread has (harmless if one did)
+    return True
+
+
 def _worker(config: dict | None, resume: str | None, steps: int | None, stop_event, messages) -> None:
     """Runs in the child process: train, reporting every step and the end through ``messages``."""
     try:
@@ -320,7 +337,7 @@ class Launcher:
 
     @property
     def running(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        return self._proc is not None and not _exited(self._proc)
 
     # ..... actions ...............................................................................
     def start(self) -> Path:
@@ -392,10 +409,9 @@ class Launcher:
 
     @staticmethod
     def _end_child(proc, follower, timeout: float) -> None:
-        proc.join(timeout)
-        if proc.is_alive():
+        if not _exited(proc, timeout):
             proc.terminate()
-            proc.join(10)
+            _exited(proc, 10)
         if follower is not None:
             follower.join(10)
 
@@ -412,7 +428,7 @@ class Launcher:
                 return True
             if self._follower is None or not self._follower.is_alive():
                 if self._proc is not None:
-                    self._proc.join(10)  # the child sent its last word: let it exit
+                    _exited(self._proc, 10)  # the child sent its last word: let it exit
                 return min_steps is None or n >= min_steps
             time.sleep(0.1)
         return False
@@ -472,7 +488,7 @@ class Launcher:
             try:
                 kind, a, b = messages.get(timeout=0.2)
             except queue.Empty:
-                if not proc.is_alive():
+                if _exited(proc):
                     try:  # the last messages may still be in the pipe
                         kind, a, b = messages.get(timeout=1.0)
                     except queue.Empty:

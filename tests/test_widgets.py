@@ -145,3 +145,37 @@ def test_notebook_runs_dir_is_fresh_each_time_and_honours_the_env(tmp_path, monk
     monkeypatch.setenv("LAB_NOTEBOOK_RUNS", str(tmp_path))
     a, b = widgets.notebook_runs_dir("x"), widgets.notebook_runs_dir("x")
     assert a != b and a.is_dir() and b.is_dir() and a.parent == tmp_path / "x"
+
+
+def test_a_child_reaped_by_another_thread_reads_as_ended_not_running():
+    # The race CI hit: the Stop watchdog and ``wait`` both join the child; the one that loses
+    # the race on waitpid sees "no such child" and the stdlib's is_alive reads True until the
+    # winner records the exit code. Reap the child behind multiprocessing's back (the loser's
+    # view, frozen) and check every liveness question the Launcher asks still says "ended".
+    import multiprocessing as mp
+    import os
+    import time
+
+    proc = mp.get_context("spawn").Process(target=time.sleep, args=(0,), daemon=True)
+    proc.start()
+    os.waitpid(proc.pid, 0)  # another thread's waitpid won: the exit code is not recorded yet
+    assert proc.is_alive()  # the stdlib's answer in that window (why the Launcher does not use it)
+    assert widgets._exited(proc) and widgets._exited(proc, 5)
+    la = widgets.Launcher()
+    la._proc = proc
+    assert not la.running
+    assert la.wait(timeout=5)
+
+
+def test_exited_waits_for_a_live_child_and_no_longer():
+    import multiprocessing as mp
+    import time
+
+    proc = mp.get_context("spawn").Process(target=time.sleep, args=(30,), daemon=True)
+    proc.start()
+    try:
+        assert not widgets._exited(proc, 0.2)
+        proc.terminate()
+        assert widgets._exited(proc, 30) and proc.exitcode is not None
+    finally:
+        proc.kill()
