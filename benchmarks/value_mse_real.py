@@ -77,6 +77,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lab import probes
 from lab.analysis import docblocks, results, stats
 
 import numpy as np
@@ -157,26 +158,8 @@ def resolved_params(name: str) -> str:
     return json.dumps(params, sort_keys=True, default=list)
 
 
-def run_value_mse(metrics: pd.DataFrame, names: list[str], warmup: int) -> dict[str, tuple[float, float, int]]:
-    """Per estimator: (mean corrected value MSE, mean raw value MSE, probe steps) over probe steps >= warmup.
-
-    Shapes: ``metrics`` is ``lab.runs.read_metrics`` (one row per step; probe columns NaN off probe steps).
-
-    >>> m = pd.DataFrame({"step": [0, 1, 3], "probe/value_mse_corrected/a": [0.5, float("nan"), 0.1],
-    ...                   "probe/value_mse/a": [0.6, float("nan"), 0.2]})
-    >>> run_value_mse(m, ["a"], warmup=0)["a"], run_value_mse(m, ["a"], warmup=1)["a"]
-    ((0.3, 0.4, 2), (0.1, 0.2, 1))
-    """
-    out = {}
-    late = metrics[metrics["step"] >= warmup]
-    for n in names:
-        col = f"probe/value_mse_corrected/{n}"
-        if col not in late:
-            raise KeyError(f"run has no {col}: was {n!r} a shadow estimator with probes on?")
-        c = late[col].dropna()
-        r = late.loc[c.index, f"probe/value_mse/{n}"]
-        out[n] = (round(float(c.mean()), 10), round(float(r.mean()), 10), int(len(c)))
-    return out
+run_value_mse = probes.run_value_mse
+"""Per estimator: (mean corrected, mean raw value MSE, probe steps) over a run's probe steps: ``lab.probes.run_value_mse``."""
 
 
 def measure_run(g: int, reuse: int, seed: int, settings: dict, runs_dir: Path) -> tuple[list[dict], list[dict]]:

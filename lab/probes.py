@@ -116,3 +116,25 @@ def summarize(errors: pd.DataFrame) -> dict[str, float]:
     if first is not None:
         out["probe/accuracy"] = float(errors[errors["estimator"] == first]["truth"].mean())
     return out
+
+
+def run_value_mse(metrics: pd.DataFrame, names: list[str], warmup: int) -> dict[str, tuple[float, float, int]]:
+    """Per estimator of a run: (mean corrected value MSE, mean raw value MSE, probe steps) over probe steps >= warmup.
+
+    Shapes: ``metrics`` is ``lab.runs.read_metrics`` (one row per step; probe columns NaN off probe steps).
+
+    >>> m = pd.DataFrame({"step": [0, 1, 3], "probe/value_mse_corrected/a": [0.5, float("nan"), 0.1],
+    ...                   "probe/value_mse/a": [0.6, float("nan"), 0.2]})
+    >>> run_value_mse(m, ["a"], warmup=0)["a"], run_value_mse(m, ["a"], warmup=1)["a"]
+    ((0.3, 0.4, 2), (0.1, 0.2, 1))
+    """
+    out = {}
+    late = metrics[metrics["step"] >= warmup]
+    for n in names:
+        col = f"probe/value_mse_corrected/{n}"
+        if col not in late:
+            raise KeyError(f"run has no {col}: was {n!r} a shadow estimator with probes on?")
+        c = late[col].dropna()
+        r = late.loc[c.index, f"probe/value_mse/{n}"]
+        out[n] = (round(float(c.mean()), 10), round(float(r.mean()), 10), int(len(c)))
+    return out
