@@ -14,9 +14,10 @@ same pool for both arms, since it is drawn from the seed), 64 rollouts a step:
   reference samples, ``basis_m4``/``basis_m8``/``basis_m16``: each keeps the last m of the
   prompt's 32 samples (``max_samples`` = m; the samples are independent draws, so the last m
   are a sample of m), and ``basis_m0``, BASIS without a reference stage (its prior is the running
-  one from the prompt's own rollouts, what ``value_mse_real.csv``'s G = 1 rows measure). The
-  training estimator keeps all 32 (``basis`` with its default ``max_samples`` = 64): the
-  ``mse:basis_m32`` column.
+  one from the prompt's own rollouts, what ``value_mse_real.csv``'s G = 1 rows measure), each m
+  > 0 also with the mean prior alone (β grid {1000}, ``basis_m<m>_mean``; the issue's "β grid
+  including the mean prior"). The training estimator keeps all 32 (``basis`` with its default
+  ``max_samples`` = 64, the lab's β grid): the ``mse:basis_m32`` column.
 - ``grpo_g8``: G = 8, 8 prompts a step, trained by ``grpo``, no reference stage (its group mean
   is the baseline BASIS's second claim compares with; other runs, so unpaired in rollouts).
 
@@ -28,8 +29,10 @@ variant uses its registered defaults otherwise (the lab's β grid, ``fallback="p
 
 **Compute.** Both arms draw 64 rollouts a step; ``basis_g1`` also draws ``reference_rollouts``
 = 32 × 128 = 4,096 before step 0 (a variant with m samples would need m × 128: the row keeps
-``train_rollouts`` so a comparison can count them). Cost on the 2-core machine: about 3 min a
-seed for both arms (31 steps, 11 probe steps of 8 × 64 samples, the reference stage ≈ 20 s).
+``train_rollouts`` so a comparison can count them). Cost measured on the 2-core machine at one
+torch thread beside other work: about 9 s for a ``basis_g1`` run (31 steps, 11 probe steps of
+8 × 64 samples, the reference stage) and 5 s for a ``grpo_g8`` one, so the default 16 seeds take
+about 4 minutes.
 
 Rows (one per run): ``arm, seed``, the settings, ``train_rollouts``, ``reference_rollouts``,
 ``elapsed_s``, one ``mse:<estimator>`` (and ``raw:<estimator>``, the uncorrected MSE) column per
@@ -55,51 +58,57 @@ from lab.analysis import results, stats  # noqa: E402
 DEFAULT_OUT = ROOT / "data" / "results" / "basis_real.csv"
 ARMS = ("basis_g1", "grpo_g8")
 POOL, REFERENCE, ROLLOUTS_PER_STEP = 128, 32, 64
-M_SHADOWS = (0, 4, 8, 16)
-"""Reference samples of the BASIS shadows (0: no reference stage; the training ``basis`` keeps all ``REFERENCE``)."""
-M_VALUES = (*M_SHADOWS, REFERENCE)
-STEPS, PROBE_EVERY, PROBE_PROMPTS, PROBE_SAMPLES, WARMUP, SEEDS = 31, 3, 8, 64, 3, 6
+M_VALUES = (0, 4, 8, 16, 32)
+MEAN_PRIOR = (1000.0,)
+"""The β grid of the mean prior alone (μ_β → the samples' mean as β → ∞)."""
+VARIANTS = {**{f"basis_m{m}": (m, None) for m in M_VALUES if m != REFERENCE},
+            **{f"basis_m{m}_mean": (m, MEAN_PRIOR) for m in M_VALUES if m}}
+"""The BASIS shadows: name -> (reference samples kept, β grid; None = the registered default grid). The
+training ``basis`` itself keeps all ``REFERENCE`` samples with the default grid: column ``basis_m32``."""
+STEPS, PROBE_EVERY, PROBE_PROMPTS, PROBE_SAMPLES, WARMUP, SEEDS = 31, 3, 8, 64, 3, 16
 PAPER_M = 8
 """The m the claims count (the bandit's default reading, fixed before these runs); the others are shown."""
-ESTIMATES = [f"basis_m{m}" for m in M_VALUES] + ["reinforce_plus_plus", "grpo"]
+ESTIMATES = [*(f"basis_m{m}" for m in M_VALUES), *(f"basis_m{m}_mean" for m in M_VALUES if m), "reinforce_plus_plus", "grpo"]
 SETTINGS = ["rollouts_per_prompt", "prompts_per_step", "train_pool_size", "reference_samples", "steps", "probe_every",
             "probe_prompts", "probe_samples", "warmup", "model", "task"]
 FIELDS = (["arm", "seed", *SETTINGS, "train_rollouts", "reference_rollouts", "elapsed_s"]
           + [f"mse:{n}" for n in ESTIMATES] + [f"raw:{n}" for n in ESTIMATES])
 
 
-def variant_name(m: int) -> str:
-    """The registry name of the BASIS shadow with m reference samples.
+def variant_name(m: int, grid: tuple | None = None) -> str:
+    """The column (and registry name) of BASIS with m reference samples and β grid ``grid``.
 
-    >>> variant_name(4), variant_name(0)
-    ('basis_m4', 'basis_m0')
+    >>> variant_name(4), variant_name(0), variant_name(32, MEAN_PRIOR)
+    ('basis_m4', 'basis_m0', 'basis_m32_mean')
     """
-    return f"basis_m{m}"
+    return f"basis_m{m}" + ("_mean" if grid == MEAN_PRIOR else "")
 
 
 @contextlib.contextmanager
-def basis_variants(ms=M_SHADOWS):
-    """Register the BASIS shadows of ``ms`` for the duration of the block (and remove them after,
+def basis_variants(variants: dict = VARIANTS):
+    """Register the BASIS shadows of ``variants`` for the duration of the block (and remove them after,
     so the rest of the process sees the registry unchanged). m > 0: ``max_samples`` = m (the last
-    m reference samples); m = 0: ``wants_reference`` False, so the trainer gives it none."""
+    m reference samples); m = 0: ``wants_reference`` False, so the trainer gives it none; a grid
+    replaces ``betas``."""
     from lab import estimators
     from lab.estimators.basis import BASIS
 
     added = []
     try:
-        for m in ms:
-            name = variant_name(m)
+        for name, (m, grid) in variants.items():
             if name in estimators.available():
                 continue
+            fixed = {**({"max_samples": m} if m else {}), **({"betas": grid} if grid else {})}
 
-            def init(self, _m=m, **kw):
-                BASIS.__init__(self, **({"max_samples": _m} if _m else {}), **kw)
+            def init(self, _fixed=fixed, **kw):
+                BASIS.__init__(self, **{**_fixed, **kw})
 
-            doc = (f"BASIS keeping the last {m} reference samples of each prompt (benchmarks/basis_real.py)" if m
-                   else "BASIS without a reference stage: a running prior from each prompt's own rollouts (benchmarks/basis_real.py)")
+            doc = (f"BASIS keeping the last {m} reference samples of each prompt" if m else
+                   "BASIS without a reference stage: a running prior from each prompt's own rollouts")
+            doc += (", mean prior (β = 1000 alone)" if grid == MEAN_PRIOR else "") + " (benchmarks/basis_real.py)"
             estimators.register(name)(type(name, (BASIS,), {"__init__": init, "__doc__": doc, "wants_reference": m > 0}))
             added.append(name)
-        yield [variant_name(m) for m in ms]
+        yield list(variants)
     finally:
         for name in added:
             estimators.ESTIMATORS.unregister(name)
@@ -116,7 +125,7 @@ def config(arm: str, seed: int, settings: dict, output_dir: str):
     if arm == "basis_g1":
         return TrainConfig(estimator="basis", rollouts_per_prompt=1, prompts_per_step=ROLLOUTS_PER_STEP,
                            reference_samples=REFERENCE,
-                           shadow_estimators=("reinforce_plus_plus", *(variant_name(m) for m in M_SHADOWS)), **common)
+                           shadow_estimators=("reinforce_plus_plus", *VARIANTS), **common)
     if arm == "grpo_g8":
         return TrainConfig(estimator="grpo", rollouts_per_prompt=8, prompts_per_step=ROLLOUTS_PER_STEP // 8,
                            shadow_estimators=(), **common)
@@ -130,8 +139,7 @@ def reported(arm: str) -> dict[str, str]:
     {'grpo': 'grpo'}
     """
     if arm == "basis_g1":
-        return {"basis": variant_name(REFERENCE), "reinforce_plus_plus": "reinforce_plus_plus",
-                **{variant_name(m): variant_name(m) for m in M_SHADOWS}}
+        return {"basis": variant_name(REFERENCE), "reinforce_plus_plus": "reinforce_plus_plus", **{v: v for v in VARIANTS}}
     return {"grpo": "grpo"}
 
 
@@ -184,28 +192,28 @@ def comparisons(rows: list[dict]) -> list[dict]:
     g8 = per_seed(rows, "grpo", "grpo_g8")
     train = {r["arm"]: int(float(r["train_rollouts"])) for r in rows}
     pool = next((int(float(r["train_pool_size"])) for r in rows if r["arm"] == "basis_g1"), POOL)
-    for m in M_VALUES:
-        b = per_seed(rows, variant_name(m), "basis_g1")
+    for m, grid in [(m, g) for g in (None, MEAN_PRIOR) for m in M_VALUES if m or g is None]:
+        b = per_seed(rows, variant_name(m, grid), "basis_g1")
         seeds = sorted(s for s in set(b) & set(rpp) if b[s] > 0 and rpp[s] > 0)
         cost = train.get("basis_g1", 0) + m * pool
         if len(seeds) >= 2:
             e = stats.paired_ratio([b[s] for s in seeds], [rpp[s] for s in seeds])
-            out.append({"m": m, "vs": "reinforce_plus_plus", "ratio": e.value, "low": e.low, "high": e.high, "seeds": e.n,
+            out.append({"m": m, "grid": "mean" if grid else "lab", "vs": "reinforce_plus_plus", "ratio": e.value, "low": e.low, "high": e.high, "seeds": e.n,
                         "rollouts": cost, "vs_rollouts": train.get("basis_g1", 0), "method": e.method})
         la = [math.log(v) for v in b.values() if v > 0]
         lb = [math.log(v) for v in g8.values() if v > 0]
         if len(la) >= 2 and len(lb) >= 2:
             e = stats.unpaired_log_ratio(la, lb)
-            out.append({"m": m, "vs": "grpo_g8", "ratio": e.value, "low": e.low, "high": e.high, "seeds": e.n,
+            out.append({"m": m, "grid": "mean" if grid else "lab", "vs": "grpo_g8", "ratio": e.value, "low": e.low, "high": e.high, "seeds": e.n,
                         "rollouts": cost, "vs_rollouts": train.get("grpo_g8", 0), "method": e.method})
     return out
 
 
 def table(rows: list[dict]) -> str:
     """The comparisons as text: one line per (m, baseline), the rollouts each side drew."""
-    lines = [f"{'m':>3}  {'vs':<20} {'ratio [95% CI]':<24} {'seeds':>5}  rollouts (BASIS incl. reference / baseline)"]
+    lines = [f"{'m':>3} {'β grid':<6}  {'vs':<20} {'ratio [95% CI]':<24} {'seeds':>5}  rollouts (BASIS incl. reference / baseline)"]
     for c in comparisons(rows):
-        lines.append(f"{c['m']:>3}  {c['vs']:<20} {c['ratio']:.2f} [{c['low']:.2f}, {c['high']:.2f}]{'':<8} {c['seeds']:>5}  "
+        lines.append(f"{c['m']:>3} {c['grid']:<6}  {c['vs']:<20} {c['ratio']:.2f} [{c['low']:.2f}, {c['high']:.2f}]{'':<8} {c['seeds']:>5}  "
                      f"{c['rollouts']:,} / {c['vs_rollouts']:,}")
     return "\n".join(lines) if len(lines) > 1 else "no comparable seeds yet"
 

@@ -54,7 +54,8 @@ BLOCK = "results"
 """The README's generated block (``<!-- results:start -->`` ... ``<!-- results:end -->``)."""
 VERDICTS = ("reproduced", "partly", "inconclusive", "not", "not testable here", "not tested")
 READINGS = {"paper": "the paper's reading", "extension": "a lab extension", "rejected": "a rejected reading",
-            "regime": "not the paper's regime", "confounded": "confounded"}
+            "regime": "not the paper's regime", "confounded": "confounded",
+            "sweep": "another value of a setting the paper does not give"}
 """How a check relates to the paper; only ``paper`` checks are tallied."""
 
 COMMANDS = {
@@ -70,6 +71,7 @@ COMMANDS = {
     "step_time_vs_trl_1thread": ".venv/bin/python benchmarks/step_time_vs_trl.py --threads 1 --out data/results/step_time_vs_trl_1thread.csv",
     "krpo_partial_credit": ".venv/bin/python benchmarks/krpo_partial_credit.py",
     "kl3_entropy": ".venv/bin/python benchmarks/kl3_entropy.py",
+    "basis_real": ".venv/bin/python benchmarks/basis_real.py",
 }
 """How each results file is made, for the "not yet run" lines."""
 
@@ -612,11 +614,72 @@ def _basis_checks(root, key: str, base: str, base_g: int, setting: str, *, gradi
     for lab, (rd, what) in BASIS_READINGS.items():
         out += _bandit_checks(root, c, lab, 1, base, base_g, 1, f"{setting}, {what}", reading=rd)
     out += _heldout_checks(root, c, _basis_candidates, 1, base, base_g, 1, f"{setting}, best (m, β grid)")
-    out.append(check(c, "real runs", setting, _real_src("basis", 1, base, base_g, 1),
-                     lambda: real_effect(root, "basis", 1, base, base_g, 1)))
+    out.append(check(c, "real runs", f"{setting}, no reference stage (the lab's running prior)",
+                     _real_src("basis", 1, base, base_g, 1), lambda: real_effect(root, "basis", 1, base, base_g, 1),
+                     reading="extension", why="the paper's prior comes from reference samples; this one from the prompt's own rollouts"))
+    for m, mean in [(m, False) for m in BASIS_REAL_M] + [(m, True) for m in BASIS_REAL_M if m]:
+        col = f"basis_m{m}" + ("_mean" if mean else "")
+        rd = "paper" if (m, mean) == (BASIS_REAL_PAPER_M, False) else ("extension" if m == 0 else "sweep")
+        grid = ", the mean prior (β = 1000 alone)" if mean else (", the lab's β grid" if m else "")
+        out.append(check(c, "real runs, reference stage", f"{setting}, m = {m}{grid}{_basis_real_cost(root, m, base)}",
+                         _basis_real_src(col, base), lambda col=col: basis_real_effect(root, col, base), reading=rd))
     if gradients:
         out += _grad_checks(root, c, "basis", base, (1,))
     return out
+
+
+BASIS_REAL_M = (0, 4, 8, 16, 32)
+"""Reference samples m of the BASIS columns of ``basis_real.csv`` (``benchmarks/basis_real.py``)."""
+BASIS_REAL_PAPER_M = 8
+"""The m the tally counts on real runs: the bandit's default reading, fixed before the runs; the others are shown."""
+
+
+def _basis_real_frames(root, column: str):
+    name = "basis_real"
+    df = _read(name, root)
+    col = f"mse:{column}"
+    _need(df, name, ("arm", "seed", "train_rollouts", "train_pool_size", col, "mse:reinforce_plus_plus", "mse:grpo"))
+    return df, col
+
+
+def basis_real_effect(root, column: str, base: str) -> Measured | None:
+    """``basis_real.csv``: the BASIS column ``column`` (``basis_m<m>[_mean]``, its G = 1 run) against REINFORCE++ on the same
+    rollouts (per-seed paired ratio) or GRPO at G = 8 (other runs: ratio of geometric means, Welch t on the log)."""
+    df, col = _basis_real_frames(root, column)
+    g1 = df[_is(df, "arm", "basis_g1")].groupby("seed")
+    b = g1[col].mean().dropna()
+    if base == "reinforce_plus_plus":
+        r = g1["mse:reinforce_plus_plus"].mean().dropna()
+        seeds = sorted(s for s in set(b.index) & set(r.index) if b[s] > 0 and r[s] > 0)
+        return Measured(stats.paired_ratio([b[s] for s in seeds], [r[s] for s in seeds])) if seeds else None
+    g8 = df[_is(df, "arm", "grpo_g8")].groupby("seed")["mse:grpo"].mean().dropna()
+    la, lb = [math.log(v) for v in b if v > 0], [math.log(v) for v in g8 if v > 0]
+    if len(la) < 2 or len(lb) < 2:
+        return None
+    return Measured(stats.unpaired_log_ratio(la, lb))
+
+
+def _basis_real_cost(root, m: int, base: str) -> str:
+    """The rollouts each side drew, from the file (BASIS's reference stage counted), or "" before it exists."""
+    try:
+        df, _ = _basis_real_frames(root, f"basis_m{m}")
+    except (_Missing, ValueError):
+        return ""
+    g1 = df[_is(df, "arm", "basis_g1")]
+    other = df[_is(df, "arm", "basis_g1" if base == "reinforce_plus_plus" else "grpo_g8")]
+    if g1.empty or other.empty:
+        return ""
+    train, pool = int(g1["train_rollouts"].iloc[0]), int(g1["train_pool_size"].iloc[0])
+    return (f" ({train + m * pool:,} rollouts with {m * pool:,} reference ones, against {int(other['train_rollouts'].iloc[0]):,}: "
+            f"×{(train + m * pool) / int(other['train_rollouts'].iloc[0]):.2f} the compute)")
+
+
+def _basis_real_src(column: str, base: str) -> str:
+    if base == "reinforce_plus_plus":
+        return (f"basis_real.csv: arm=basis_g1, mse:{column} ÷ mse:reinforce_plus_plus (shadows of one run; "
+                "per-seed paired ratio)")
+    return (f"basis_real.csv: arm=basis_g1, mse:{column} ÷ arm=grpo_g8, mse:grpo (different runs: ratio of "
+            "geometric means, Welch t on the log)")
 
 
 def _basis_rpp(root) -> list[Check]:
@@ -741,16 +804,22 @@ CLAIMS: tuple[Claim, ...] = (
           f"β grids (the mean prior β = 1000 alone, the lab's grid, the grid without the mean prior), picked on seeds "
           f"0–{SELECT_SEEDS - 1} and judged on the others. What prompts outside the active set fall back to is uncertain: "
           "the zero-fallback reading of one summary is shown as rejected (it makes BASIS worse than REINFORCE++); "
-          "`online_prior=always` is a lab extension. " + VALUE_ERROR, "ratio", 1 - 0.69, _basis_rpp),
+          "`online_prior=always` is a lab extension. On real runs (`benchmarks/basis_real.py`) the trainer's reference "
+          "stage draws 32 samples of each of 128 pool prompts from the initial model, and BASIS shadows of the same run keep "
+          f"m ∈ {{0, 4, 8, 16, 32}} of them (paired on identical rollouts), each with the lab's β grid and with the mean "
+          f"prior alone; m = {BASIS_REAL_PAPER_M} with the lab's grid counts (the bandit's default reading, fixed before "
+          "the runs), the others are shown; m = 0 (no reference stage, a running prior) is the lab's fallback. " + VALUE_ERROR, "ratio", 1 - 0.69, _basis_rpp),
     Claim("basis-g8", "BASIS (arXiv 2605.27293)", "one rollout per prompt gives a lower value MSE than the group mean of 8",
           "\"lower\" (direction only)", f"{METHODS}, BASIS, \"Claims\"",
           "As above. G = 1 and G = 8 are different runs: on the bandit they are paired by seed (same prompts' values), on "
-          "real runs unpaired.", "ratio", None, _basis_g8),
+          "real runs unpaired. On real runs both draw 64 rollouts a step; BASIS's reference rollouts come on top, and each "
+          "row's regime says how many (the compute ratio).", "ratio", None, _basis_g8),
     Claim("basis-accuracy", "BASIS (arXiv 2605.27293)", "far above single-rollout baselines in accuracy",
           "\"far above\" (direction only; Qwen3-4B, DAPO-Math-17K, 150 steps)", f"{METHODS}, BASIS, \"Claims\"",
           "The lab's time-to-accuracy sweep runs both at G = 1 with 8× the prompts on the tiny model; the paper's \"close to "
-          "8-rollout GRPO at about half the compute\" needs the trainer's reference stage (its rollouts counted) and waits "
-          "for it.", "difference", None, _basis_accuracy, "higher"),
+          "8-rollout GRPO at about half the compute\" needs an accuracy sweep with the trainer's reference stage (its "
+          "rollouts counted), which is not run yet: `basis_real.csv` counts them for the value rows only.",
+          "difference", None, _basis_accuracy, "higher"),
     Claim("kl3-asymmetric", "KL3 (Wu et al., arXiv 2602.05494)", "the trust region is asymmetric: more room to raise a "
           "token's probability than to lower it", "direction only (the worked "
           f"example in {METHODS}: δ = 0.03 → about [0.775, 1.265])", f"{METHODS}, \"Clipping and divergence\"",
@@ -874,7 +943,7 @@ def _tally_text(t: dict[str, int]) -> str:
 def _sources(root) -> list[str]:
     lines = []
     for name in ("value_mse", "value_mse_calibrated", "value_mse_long", "value_mse_real", "grad_variance",
-                 "time_to_accuracy_summary", "krpo_partial_credit"):
+                 "time_to_accuracy_summary", "krpo_partial_credit", "basis_real"):
         try:
             df = _read(name, root)
         except _Missing as e:
