@@ -47,14 +47,15 @@ browser:
 #   bandit (value_mse*.py, exact values, 8 seeds per row: t below 8 seeds, bootstrap from 8):
 #     default ~5 min, calibrated ~3 min, long (300 steps, KAE J in {1,4,8,10}, KRPO G up to 12,
 #     BASIS m in {4,8,16,32} x 3 beta grids) ~12 min idle / ~35 min on a loaded core (the floor dominates)
-#   real runs, 3 seeds per cell (value_mse_real ~20 min, learning curve ~10 min, time to accuracy ~45 min,
+#   real runs, 3 seeds per cell (value_mse_real ~5 min, BASIS with its reference stage 16 seeds ~5 min, learning curve ~10 min, time to accuracy ~45 min,
 #     grad_variance 3 snapshots ~20 min, KRPO partial credit G = 12, 8 seeds ~12 min, KL3 entropy 8 seeds ~8 min)
-#   total ~2.5 CPU-hours. The accuracy claims (+0.014) need ~20-30 seeds per label to decide
+#   total ~2.3 CPU-hours. The accuracy claims (+0.014) need ~20-30 seeds per label to decide
 #   (docs/claims.md gives each row's minimum detectable effect); at 3 seeds they stay inconclusive.
 bench: setup
 	nice -n 5 $(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/value_mse.py
-	nice -n 5 $(BIN)/python benchmarks/value_mse_real.py  # ~20 min on 2 cores; resumes
+	nice -n 5 $(BIN)/python benchmarks/value_mse_real.py  # ~5 min on 2 cores; resumes
+	nice -n 5 $(BIN)/python benchmarks/basis_real.py  # BASIS with its reference stage on real runs, 16 seeds, ~5 min; resumes
 	$(BIN)/python benchmarks/value_mse.py --calibrated  # the bandit at the real runs' drift
 	nice -n 5 $(BIN)/python benchmarks/value_mse.py --long  # the drift fitted at every lag, 300 steps; resumes
 	nice -n 5 $(BIN)/python benchmarks/grad_variance.py  # ~20 min; resumes

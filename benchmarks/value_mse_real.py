@@ -32,14 +32,11 @@ Probe steps are multiples of ``probe_every`` = 3, coprime with J = 4 and 10, so 
 fall evenly on every position inside a reuse block (KAE's history is empty at a block's first
 step and fullest at its last; a ``probe_every`` dividing J would always probe the same position).
 
-**Sizing** (measured on the 2-core machine while other jobs shared it). A training step of 64
-rollouts took about 0.7 s; a probe step adds ``probe_prompts`` × ``probe_samples`` = 8 × 64 =
-512 samples, about 7 s; model load and final checkpoint about 4 s. With ``steps`` = 31 and
-probes at 0, 3, ..., 30 (11 probe steps): 31 × 0.7 + 11 × 7 + 4 ≈ 103 s per run, and 4 G × 3 J
-× 3 seeds = 36 runs ≈ 62 min, inside the 90-minute budget. One full run (G = 4, J = 10) took
-164 s of wall time at a load average of 7 on the 2 cores (≈ 80 s of CPU), so on a quiet machine
-expect 60–75 min for the sweep. Each run's rows are written when it finishes, so the sweep can
-be run in parts (``--group-sizes``, ``--reuses``, ``--seeds``).
+**Sizing.** The committed sweep (``elapsed_s`` in ``value_mse_real.csv``, one torch thread on the
+2-core machine beside other work) took 5–8 s a run: about 8 s at G = 1 (64 prompts a step, every
+shadow) down to 5 s at G = 8, so 4 G × 3 J × 3 seeds = 36 runs take about 4 minutes (an earlier
+trainer took ~100 s a run). Each run's rows are written when it finishes, so the sweep can be run in parts
+(``--group-sizes``, ``--reuses``, ``--seeds``).
 
 **Outputs** (``--out`` names the first; the others sit beside it):
 

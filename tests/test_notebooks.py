@@ -168,6 +168,25 @@ def test_lessons_call_lab_instead_of_reimplementing_estimators():
         assert not re.search(r"def (grpo|rloo|kae|basis|blend|krpo\w*|clip_bounds|kl3?)\(", code)
 
 
+def _lesson_markdown() -> str:
+    return "\n".join(c.source for n in NOTEBOOKS for c in _read(n).cells if c.cell_type == "markdown")
+
+
+def test_every_lab_verl_name_a_lesson_gives_is_one_the_adapter_reads_today():
+    # the adapter's names (registered components and environment variables) as its module states them;
+    # an older name still read for old setups (LAB_VERL_BASIS_PRIOR) is not one to teach
+    from lab.integrations import verl as lv
+
+    text = _lesson_markdown()
+    current = {lv.PARAMS_ENV, lv.REFERENCE_ENV}
+    for env in set(re.findall(r"LAB_VERL_[A-Z_]+", text)):
+        assert env in current, f"{env}: a lesson names it, but the adapter reads {sorted(current)}; fix the lesson"
+    known = set(lv.estimator_names()) | set(lv.policy_loss_names())
+    for name in set(re.findall(r"`(lab_[a-z0-9_]+)`", text)):
+        assert name in known, f"{name}: a lesson names it, but the verl adapter registers {sorted(known)}"
+    assert lv.REFERENCE_ENV in text and "lab_basis" in text
+
+
 def _execute(name: str, tmp_path: Path):
     from nbclient import NotebookClient
 

@@ -1017,7 +1017,8 @@ RULE_TEXT = [
     "",
     f"Parameters chosen by looking at results (KAE's bandwidth h, BASIS's m and β grid) are picked on seeds 0–{SELECT_SEEDS - 1}",
     "and judged on the held-out seeds. **Counting**: the tally counts only the paper's reading; rejected readings, lab",
-    "extensions, rows outside the paper's regime and confounded rows are shown, not counted. Rows that restate one",
+    "extensions, rows outside the paper's regime, confounded rows and other values of a setting the paper does not give",
+    "(BASIS's m on real runs: the value fixed before the runs counts) are shown, not counted. Rows that restate one",
     "identity count once (KRPO's value rows: see below). Multiplicity: each claim's counted checks carry a",
     "Holm-adjusted p-value against no effect (`p (Holm)`); a verdict from an interval that excludes no effect is marked",
     "† when its Holm-adjusted p is ≥ 0.05.",
@@ -1211,7 +1212,8 @@ def claims_line(root=None) -> str:
     return (f"- **The seed papers' claims** (KAE, KRPO, BASIS, KL3) against the lab's numbers: [docs/claims.md](docs/claims.md) "
             f"({counted} counted checks of the papers' readings: {counts}; {infeasible} not testable in their world, "
             f"{untested} not tested yet; {len(checks) - counted - infeasible - untested} more shown, not counted: rejected "
-            f"readings, lab extensions, other regimes, restatements of one identity).")
+            f"readings, lab extensions, other regimes, other values of settings the papers do not give, restatements of one "
+            f"identity).")
 
 
 def readme_block(root: str | Path | None = None) -> str:

@@ -253,3 +253,42 @@ def test_verl_check_reports_this_environment():
     assert {"verl", "transformers", "rollout engine", "ray", "GPU"} <= names
     assert next(c for c in report if c.name == "verl").ok  # verl 0.9.1 is installed here
     assert not verl_check.can_run(report)  # CPU only, no rollout engine in this environment
+
+
+VERL_KEYS_IN_LESSONS = ("algorithm.adv_estimator", "algorithm.norm_adv_by_std_in_grpo", "actor_rollout_ref.rollout.n",
+                        "actor_rollout_ref.actor.clip_ratio", "actor_rollout_ref.actor.clip_ratio_low",
+                        "actor_rollout_ref.actor.clip_ratio_high", "actor_rollout_ref.actor.loss_agg_mode",
+                        "actor_rollout_ref.actor.ppo_epochs", "actor_rollout_ref.actor.grad_clip",
+                        "actor_rollout_ref.actor.policy_loss.loss_mode")
+"""The verl settings the lessons' bridge sections name (notebooks 00–04) or ``lab.notebook.verl_overrides`` writes."""
+VERL_BUILTINS_IN_LESSONS = {"adv_estimator": ("grpo", "rloo", "reinforce_plus_plus"), "loss_mode": ("vanilla",),
+                            "loss_agg_mode": ("token-mean",)}
+
+
+def test_every_verl_setting_and_builtin_the_lessons_name_exists_in_this_verl():
+    import json
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from lab import notebook
+
+    root = Path(__file__).resolve().parents[2]
+    text = "\n".join("".join(c["source"]) for p in sorted((root / "notebooks").glob("0*.ipynb"))
+                     for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "markdown")
+    with initialize_config_dir(config_dir=str(root / "examples" / "verl"), version_base=None):
+        cfg = compose(config_name="lab_kae_kl3")  # verl's own defaults underneath
+    written = [p.split("=", 1)[0] for p in notebook.verl_overrides("kae", measure="kl3", delta=0.02, group_size=4,
+                                                                    loss_agg="token-mean").split() if "=" in p and "." in p]
+    missing = object()
+    for key in {*VERL_KEYS_IN_LESSONS, *written}:
+        leaf = key.rsplit(".", 1)[1]
+        assert key in written or f"`{key}" in text or f"`{leaf}" in text, f"{key}: no lesson names it; drop it here"
+        assert OmegaConf.select(cfg, key, default=missing) is not missing, f"{key}: not a setting of verl {verl.__version__}"
+    for name in VERL_BUILTINS_IN_LESSONS["adv_estimator"]:
+        assert f"`{name}`" in text or f"={name}`" in text
+        assert core_algos.get_adv_estimator_fn(name) is not None
+    assert core_algos.get_policy_loss_fn("vanilla") is not None
+    mat, mask = torch.ones(2, 3), torch.ones(2, 3)
+    assert float(core_algos.agg_loss(loss_mat=mat, loss_mask=mask, loss_agg_mode="token-mean")) == pytest.approx(1.0)
