@@ -59,9 +59,10 @@ jobs shared it): a ``grpo_g8`` run of 300 steps took 64 s alone (evals every 10 
 average of 7 (G = 2 and G = 1 steps cost about 1.3× a G = 8 step: fewer shared prompt
 prefixes). Side by side (``--jobs 2``, the default) gave 1.2× the throughput of one run at a
 time (a short G = 8 and G = 1 pair: 6.6 s + 8.6 s in turn, 12.9 s together; two threads for
-one run was far slower on the shared cores). The sweep is 9 labels × 3 seeds = 27 runs: on
-a quiet machine about 6 × 75 s + 21 × 100 s ≈ 43 min in turn, ≈ 36 min side by side; at
-today's load, 27 / 2 × ~200 s ≈ 45 min. Hence :data:`STEPS` = 300 (in a trial run on the shipped
+one run was far slower on the shared cores). The first 9 labels × 3 seeds = 27 runs took 23 min
+side by side (their rows' ``created`` times, 2026-12-03; 55–130 s a run); with the two G = 4,
+J = 10 labels and 12 seeds for the :data:`DECIDING` labels the sweep is 7 × 3 + 4 × 12 = 69 runs,
+about an hour. Hence :data:`STEPS` = 300 (in a trial run on the shipped
 model GRPO's curve had levelled off by about step 120); the default 400 would not leave that
 margin.
 """
@@ -102,8 +103,13 @@ REFERENCE = "grpo_g8"
 """The label the target and the rollout ratio refer to."""
 
 SWEEP = (("grpo", 8, 1), ("rloo", 8, 1), ("kae", 2, 1), ("krpo", 2, 1), ("basis", 1, 1), ("blend", 1, 1),
-         ("reinforce_plus_plus", 1, 1), ("kae", 2, 10), ("basis", 1, 10))
-"""(estimator, rollouts per prompt G, prompt reuse J) of every label, in the order they run."""
+         ("reinforce_plus_plus", 1, 1), ("kae", 2, 10), ("basis", 1, 10), ("kae", 4, 10), ("grpo", 4, 10))
+"""(estimator, rollouts per prompt G, prompt reuse J) of every label, in the order they run. The last two
+are KAE's accuracy claim in its regime: both at G = 4 with each prompt trained on for 10 steps."""
+DECIDING = ("basis_g1", "reinforce_plus_plus_g1", "kae_g4_reuse10", "grpo_g4_reuse10")
+"""The labels of the accuracy checks the claims count (``lab.analysis.claims``): they get
+:data:`DECIDING_SEEDS` seeds by default, the others :data:`SEEDS` (they are shown, not counted)."""
+DECIDING_SEEDS = tuple(range(12))
 
 RUN_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step", "prompt_reuse", "seed", "step",
               "rollouts", "elapsed_s", "eval_accuracy", "final"]
@@ -533,7 +539,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--labels", nargs="+", default=None, choices=list(LABELS), metavar="LABEL",
                     help=f"labels to run (default all: {' '.join(LABELS)})")
-    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds to run (default 0 1 2)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help=f"seeds to run for every label (default: 0 1 2, and 0..{len(DECIDING_SEEDS) - 1} for {', '.join(DECIDING)})")
     ap.add_argument("--steps", type=int, default=None, help=f"training steps per run (default {STEPS})")
     ap.add_argument("--eval-every", type=int, default=None, help=f"held-out eval every N steps (default {EVAL_EVERY})")
     ap.add_argument("--eval-prompts", type=int, default=None, help="held-out eval prompts (default: TrainConfig's, 64)")
@@ -555,7 +562,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         run_one(args.run_one[0], int(args.run_one[1]), out, args.runs_dir, steps, evals)
         return []
     labels = args.labels or list(LABELS)
-    seeds = args.seeds if args.seeds is not None else ([0] if args.quick else list(SEEDS))
+    def seeds_of(label: str) -> list[int]:
+        if args.seeds is not None:
+            return list(args.seeds)
+        return [0] if args.quick else list(DECIDING_SEEDS if label in DECIDING else SEEDS)
+
     if steps < 1:
         ap.error(f"--steps must be >= 1, got {steps}")
     for k, v in evals.items():
@@ -580,10 +591,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     lines = sum(1 for _ in out.open()) - 1 if out.exists() else 0  # data lines, readable or not
     if len(kept) != len(rows) or lines > len(rows):  # drop interrupted runs' rows (they run again) and unreadable lines
         _write_all(out, kept, fieldnames())
-    todo = [(lb, s) for s in seeds for lb in labels if (lb, s) not in done]
-    skipped = len(labels) * len(seeds) - len(todo)
+    wanted = [(lb, s) for s in sorted({s for lb in labels for s in seeds_of(lb)}) for lb in labels if s in seeds_of(lb)]
+    todo = [k for k in wanted if k not in done]
+    skipped = len(wanted) - len(todo)
     if skipped:
-        print(f"resuming: {skipped} of {len(labels) * len(seeds)} runs already in {out}")
+        print(f"resuming: {skipped} of {len(wanted)} runs already in {out}")
     with tempfile.TemporaryDirectory(prefix="lab-time-to-accuracy-") as tmp:
         runs_dir = args.runs_dir or Path(tmp)
         _run_all(todo, out, runs_dir, steps, evals, args.jobs)

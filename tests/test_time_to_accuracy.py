@@ -4,6 +4,7 @@ the label -> TrainConfig mapping, and resuming on tiny real runs."""
 import csv
 import doctest
 import math
+import re
 
 import pytest
 
@@ -114,8 +115,10 @@ def test_labels_map_to_default_configs_with_equal_rollouts_per_step():
                "probe_every", "eval_every", "steps", "seed", "output_dir", "run_name", "quiet"}
     expect = {"grpo_g8": ("grpo", 8, 1), "rloo_g8": ("rloo", 8, 1), "kae_g2": ("kae", 2, 1), "krpo_g2": ("krpo", 2, 1),
               "basis_g1": ("basis", 1, 1), "blend_g1": ("blend", 1, 1), "reinforce_plus_plus_g1": ("reinforce_plus_plus", 1, 1),
-              "kae_g2_reuse10": ("kae", 2, 10), "basis_g1_reuse10": ("basis", 1, 10)}
+              "kae_g2_reuse10": ("kae", 2, 10), "basis_g1_reuse10": ("basis", 1, 10), "kae_g4_reuse10": ("kae", 4, 10),
+              "grpo_g4_reuse10": ("grpo", 4, 10)}
     assert set(tta.LABELS) == set(expect)
+    assert set(tta.DECIDING) <= set(expect)
     for label, (est, g, reuse) in expect.items():
         c = tta.label_config(label, seed=2, output_dir="/tmp/x")
         assert (c.estimator, c.rollouts_per_prompt, c.prompt_reuse, c.seed) == (est, g, reuse, 2)
@@ -193,3 +196,22 @@ def test_an_eval_setting_that_disables_evals_is_refused_before_any_run(tmp_path,
         tta.main(["--eval-every", "0", "--out", str(tmp_path / "t.csv")])
     assert "--eval-every must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_the_labels_of_counted_accuracy_checks_get_more_seeds_by_default(tmp_path, monkeypatch):
+    # what a plain run would train: every label its default seeds, the deciding ones 12, and --seeds overrides both
+    from lab.analysis import claims
+
+    asked = []
+    monkeypatch.setattr(tta, "_run_all", lambda todo, *a, **k: asked.extend(todo))
+    monkeypatch.setattr(tta, "write_summary", lambda rows, out: [])
+    tta.main(["--out", str(tmp_path / "t.csv"), "--labels", "grpo_g8", "basis_g1"])
+    assert sorted(s for lb, s in asked if lb == "grpo_g8") == list(tta.SEEDS)
+    assert sorted(s for lb, s in asked if lb == "basis_g1") == list(tta.DECIDING_SEEDS) and len(tta.DECIDING_SEEDS) >= 12
+    asked.clear()
+    tta.main(["--out", str(tmp_path / "t.csv"), "--labels", "grpo_g8", "basis_g1", "--seeds", "5"])
+    assert asked == [("grpo_g8", 5), ("basis_g1", 5)]
+    # the deciding labels are exactly those of the accuracy checks the claims count
+    counted = {lab for k in claims.evaluate(claims.ROOT) for c in k[1] if c.reading == "paper" and "(accuracy)" in c.setting
+               for lab in re.findall(r"label=(\w+)", c.source)}
+    assert counted == set(tta.DECIDING)
