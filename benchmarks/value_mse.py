@@ -43,7 +43,10 @@ per trained step (``DriftingBandit``'s ``learn``) beside trend, per-prompt slope
 and is measured on the same probed prompts (``lab.analysis.bandit.probed_drift`` and
 ``ProbeDesign``, the real runs' G, J, probes and horizon). The fit, at every lag and moment beside
 the random-walk calibration's, goes to ``data/results/value_mse_drift_fit.csv``; docs/claims.md
-states it. The floor is told the training schedule, as it is told the trend.
+states it. The floor is told the training schedule, as it is told the trend. The fit takes
+minutes, and the long file can only be resumed in the same world, so a rerun reuses the saved
+fit while the real-run drift it was fitted to is unchanged (:func:`cached_fit`; ``--refit``
+fits again).
 
 Output: ``data/results/value_mse.csv`` (one row per estimator × G × J × seed, written as each
 finishes, so an interrupted run resumes where it stopped) and ``value_mse.provenance.json``
@@ -131,6 +134,35 @@ def fitted_world(root: Path | None = None) -> dict[str, float]:
 
 
 DRIFT_FIT_FIELDS = ["moment", "lag", "real", "fit", "random_walk", "spread", "trend", "learn", "slope", "drift"]
+WORLD_KEYS = ("spread", "trend", "learn", "slope", "drift")
+
+
+def cached_fit(root: Path | None = None) -> dict[str, float] | None:
+    """The world saved in ``value_mse_drift_fit.csv`` when it was fitted to today's target, else None.
+
+    The fit takes minutes (``fit_drift``: Nelder–Mead from 4 starts), and ``--long`` needs the same
+    world to resume its file (the world is part of the file's settings), so a rerun reuses the saved
+    fit when every ``real`` value in the file equals what :func:`drift_target` gives today (to the
+    file's 6 digits): the real runs it was fitted to have not changed. ``fit_drift`` rounds its
+    answer to 4 digits, which the file keeps exactly. ``--refit`` fits again regardless.
+    """
+    rows = results.read_rows(results.path("value_mse_drift_fit", root))
+    if not rows or any(k not in rows[0] for k in WORLD_KEYS):
+        return None
+    target = drift_target(root)
+    want = {("msd", str(k)): v[0] for k, v in target["lags"].items()}
+    want |= {("mean_change_per_step", str(k)): v[1] for k, v in target["lags"].items()}
+    want |= {(m, ""): target[m] for m in ("level", "climb", "start_var") if target.get(m) is not None}
+    try:
+        have = {(r["moment"], str(r["lag"])): float(r["real"]) for r in rows}
+        world = {k: float(rows[0][k]) for k in WORLD_KEYS}
+    except (KeyError, ValueError):
+        return None
+    if set(have) != set(want) or any(abs(have[k] - round(v, 6)) > 1e-9 for k, v in want.items()):
+        return None
+    if any(float(r[k]) != world[k] for r in rows for k in WORLD_KEYS) or not all(math.isfinite(v) for v in world.values()):
+        return None
+    return world
 
 
 def drift_fit_rows(world: dict, root: Path | None = None) -> list[dict]:
@@ -691,6 +723,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--long", action="store_true",
                     help=f"the world fitted to the real drift at every lag, stretched to {LONG_STEPS} steps; the KAE J, KRPO "
                          f"G = 12 and BASIS m × β rows (default --out {LONG_OUT.relative_to(ROOT)}; ~8 min on one core)")
+    ap.add_argument("--refit", action="store_true",
+                    help="--long: fit the world again even when the saved fit matches today's real-run drift")
     ap.add_argument("--table", action="store_true", help="only print the tables of an existing --out (no run)")
     ap.add_argument("--calibrated", action="store_true",
                     help=f"take spread, trend and drift from the fit to the real runs' drift (data/results/{DRIFT_RESULTS}.csv, "
@@ -705,8 +739,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return read_csv(out)
     cells = None
     if args.long:
-        fit = fitted_world()
-        results.write_csv(DRIFT_FIT_OUT, drift_fit_rows(fit), DRIFT_FIT_FIELDS)
+        fit = None if args.refit else cached_fit()
+        if fit is None:
+            fit = fitted_world()
+            results.write_csv(DRIFT_FIT_OUT, drift_fit_rows(fit), DRIFT_FIT_FIELDS)
+        else:
+            print(f"the drift fit in {DRIFT_FIT_OUT.name} matches today's real-run drift: reusing it ({fit}; --refit fits again)")
         world = stretch(fit, CALIBRATED_STEPS, LONG_STEPS)
         cells = long_cells()
         args.out = args.out or LONG_OUT

@@ -55,3 +55,40 @@ def test_the_committed_drift_fit_shows_what_its_world_gives_at_every_lag_and_mom
         assert again[col].astype(float).round(6).tolist() == pytest.approx(df[col].astype(float).tolist(), abs=2e-6), col
     assert results.provenance("value_mse_long").get("world", {}).get("learn") == pytest.approx(
         world["learn"] * bench.CALIBRATED_STEPS / bench.LONG_STEPS, abs=1e-6)  # the long sweep ran in this world, stretched
+
+
+def _root_with_the_fit(tmp_path):
+    import shutil
+
+    for name in ("value_mse_drift_fit", "value_mse_real_drift", "value_mse_real_truth", "value_mse_real"):
+        shutil.copy(results.path(name), tmp_path / f"{name}.csv")
+    return tmp_path
+
+
+def test_a_rerun_of_the_long_sweep_reuses_the_saved_fit_only_while_the_real_drift_it_fits_is_unchanged(tmp_path):
+    from lab.analysis.bandit import stretch
+
+    bench = importlib.import_module("benchmarks.value_mse")
+    world = bench.cached_fit()
+    # the committed long file's world is the saved fit stretched: a rerun reuses it, so it can resume that file
+    assert stretch(world, bench.CALIBRATED_STEPS, bench.LONG_STEPS) == results.provenance("value_mse_long")["settings"]["world"]
+    root = _root_with_the_fit(tmp_path)
+    assert bench.cached_fit(root) == world
+    fit = pd.read_csv(root / "value_mse_drift_fit.csv")
+    for change in ("real", "world", "rows", "torn"):
+        f = fit.copy()
+        if change == "real":
+            f.loc[3, "real"] += 1e-4  # the real runs moved: the fit is stale
+        elif change == "world":
+            f.loc[1, "learn"] += 0.01  # the rows disagree about which world they show
+        elif change == "rows":
+            f = f.iloc[:-1]  # a moment is missing
+        f.to_csv(root / "value_mse_drift_fit.csv", index=False)
+        if change == "torn":
+            (root / "value_mse_drift_fit.csv").write_text("moment,lag,real\nmsd,3,0.02")
+        assert bench.cached_fit(root) is None, change
+    fit.to_csv(root / "value_mse_drift_fit.csv", index=False)
+    truth = pd.read_csv(root / "value_mse_real_truth.csv")
+    truth.loc[0, "truth"] += 0.1  # the real runs' truth changed: level, climb or start variance moves
+    truth.to_csv(root / "value_mse_real_truth.csv", index=False)
+    assert bench.cached_fit(root) is None
