@@ -80,6 +80,10 @@ CHECKS = {
         "the active set is logged at every step": ("len(active) == 8 and bool(active['est/active_frac'].between(0, 1).all())", True),
         "baseline and truth side by side per prompt": ("sorted(per_prompt.columns)", ["basis", "reinforce_plus_plus", "truth", "truth_se"]),
         "both fallbacks are rows of the results table": ("all(lbl in exact.index for lbl in labels.values())", True),
+        # the committed m sweep is shown as the claims table has it: every m and grid measured, one reading counted
+        "the committed reference-sample sweep is shown with its verdicts": (
+            "[len(sweep), int(sweep['value'].notna().sum()), int((sweep['reading'] == claims.READINGS['paper']).sum())]",
+            [9, 9, 1]),
     },
     "04_kl3_clipping": {
         "k3 is never negative, k1 sometimes is": (

@@ -212,6 +212,6 @@ def test_the_labels_of_counted_accuracy_checks_get_more_seeds_by_default(tmp_pat
     tta.main(["--out", str(tmp_path / "t.csv"), "--labels", "grpo_g8", "basis_g1", "--seeds", "5"])
     assert asked == [("grpo_g8", 5), ("basis_g1", 5)]
     # the deciding labels are exactly those of the accuracy checks the claims count
-    counted = {lab for k in claims.evaluate(claims.ROOT) for c in k[1] if c.reading == "paper" and "(accuracy)" in c.setting
+    counted = {lab for k in claims.evaluate() for c in k[1] if c.reading == "paper" and "(accuracy)" in c.setting
                for lab in re.findall(r"label=(\w+)", c.source)}
     assert counted == set(tta.DECIDING)

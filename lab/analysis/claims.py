@@ -897,6 +897,19 @@ def fmt_value(x: float | None, scale: str) -> str:
     return f"×{x:.3f}"
 
 
+def checks_frame(key: str, *, setting: str | None = None, root=None) -> pd.DataFrame:
+    """One claim's checks as a table (the rows of docs/claims.md), optionally one ``setting`` only: regime,
+    reading, the lab's number with its interval, the effect's point value and the verdict. For lessons
+    that show committed evidence instead of a run they cannot afford."""
+    c = CLAIMS_BY_KEY[key]
+    ks = [k for k in c.checks(root) if setting is None or k.setting == setting]
+    return pd.DataFrame({"setting": [k.setting for k in ks], "regime": [k.regime for k in ks],
+                         "reading": [READINGS[k.reading] for k in ks],
+                         "lab's number": [fmt_effect(k.effect, c.scale) for k in ks],
+                         "value": [k.effect.value if k.effect is not None else math.nan for k in ks],
+                         "verdict": [k.verdict for k in ks]})
+
+
 def fmt_effect(e: Effect | None, scale: str) -> str:
     """The lab's number as text with its interval and units.
 

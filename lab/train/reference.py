@@ -111,3 +111,39 @@ def apply(s, frame: pd.DataFrame) -> list[str]:
                               torch.tensor(rows["reward"].to_numpy(), dtype=torch.float64))
             fed.append(f"{role}/{name}")
     return fed
+
+
+def estimator_as_run(run_dir, name: str | None = None, **params):
+    """A fresh estimator built as the run's trainer built it, to replay the run's rollouts through.
+
+    ``name`` None: the run's training estimator with the ``estimator_params`` its ``config.json``
+    saved (``params`` override them); another name: that estimator with ``params`` (a shadow
+    runs with its registered defaults, so no params replays a shadow). An estimator whose class
+    says ``wants_reference`` gets the run's reference samples of the training pool
+    (``reference.parquet``, the ``train`` split), as :func:`apply` gave them before step 0; a
+    run without a reference stage gives it none, as it had none. Feed it the run's batches in
+    step order (``RewardBatch(rewards, prompt_ids, step=...)``) and its baselines are the run's
+    (tests/train/test_train_reference.py replays a run's trained and shadow estimators this way
+    and matches the baselines it logged). Usage::
+
+        est = estimator_as_run(run_dir)            # the trained one, its saved parameters, its reference
+        kae = estimator_as_run(run_dir, "kae", h=0.2, min_width=4.0)   # any other, on the same rollouts
+    """
+    from pathlib import Path
+
+    from lab import estimators
+    from lab.config import TrainConfig
+    from lab.runs import read_config, read_reference
+
+    config, _ = read_config(Path(run_dir))
+    saved = TrainConfig.from_dict(config)
+    if name is None or (name == saved.estimator and not params):
+        est = estimators.get(saved.estimator, **{**saved.estimator_params, **params})
+    else:
+        est = estimators.get(name, **params)
+    if getattr(est, "wants_reference", False) and saved.reference_samples:
+        rows = read_reference(run_dir)
+        rows = rows[rows["split"] == "train"]
+        est.set_reference(torch.tensor(rows["prompt_id"].to_numpy(), dtype=torch.long),
+                          torch.tensor(rows["reward"].to_numpy(), dtype=torch.float64))
+    return est

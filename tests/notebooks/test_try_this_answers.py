@@ -402,11 +402,14 @@ def test_05_decay_the_replay_check_rebuilds_blend_with_the_runs_saved_estimator_
     monkeypatch.setenv("LAB_NOTEBOOK_RUNS", str(tmp_path))
     ns = _run("05_beyond_the_seeds", "OUT = notebook_runs_dir(", "run = runs.load_run(",
               **{'TrainConfig(estimator="blend",': 'TrainConfig(estimator="blend", estimator_params={"decay": 0.8},', "steps=10": "steps=3"})
-    assert ns["replay_ok"] and ns["saved"].estimator_params == {"decay": 0.8}  # the cell's replay assertions passed
+    from lab.config import TrainConfig
+
+    saved = TrainConfig.from_dict(ns["run"].config)
+    assert ns["replay_ok"] and saved.estimator_params == {"decay": 0.8}  # the cell's replay assertions passed
     assert "kae (min_width=4)" in capsys.readouterr().out  # and it went on to print the value table
     s = ns["run"].samples.sort_values("step", kind="stable")
     logged = torch.tensor(s["baseline"].to_numpy())
-    assert torch.allclose(_replay(s, estimators.get("blend", **ns["saved"].estimator_params)), logged)
+    assert torch.allclose(_replay(s, estimators.get("blend", **saved.estimator_params)), logged)
     assert not torch.allclose(_replay(s, estimators.get("blend")), logged)  # the defaults' replay would have stopped it
 
 

@@ -96,6 +96,23 @@ def test_basis_and_shadow_blend_baselines_are_those_of_estimators_given_the_stor
         assert any(differ), name  # the samples changed the baselines
 
 
+def test_estimator_as_run_replays_the_trained_and_shadow_estimators_with_their_reference(straight):
+    """``reference.estimator_as_run`` builds what the trainer built (saved parameters, the pool's samples for those
+    that want them): replayed on the run's batches its baselines are the logged ones; a bare registry call's are not."""
+    root, run, _ = straight
+    for name, col in ((None, "baseline"), ("blend", "baseline__blend"), ("rloo", "baseline__rloo")):
+        est, bare = reference.estimator_as_run(root / "straight", name), estimators.get(name or "basis")
+        differ = []
+        for step, rows in run.samples.groupby("step"):
+            batch = RewardBatch(torch.tensor(rows["reward"].to_numpy()), torch.tensor(rows["prompt_id"].to_numpy()), step=step)
+            got = est(batch).baselines
+            assert torch.allclose(got, torch.tensor(rows[col].to_numpy()), atol=1e-12), (name, step)
+            differ.append(not torch.allclose(got, bare(batch).baselines))
+        assert any(differ) == (name != "rloo"), name  # rloo wants no reference: the two are the same
+    kae = reference.estimator_as_run(root / "straight", "kae", h=0.3)
+    assert kae.h == 0.3  # another estimator with the given parameters
+
+
 def test_basis_baseline_for_a_prompt_with_all_one_reference_samples_is_above_one_with_all_zero():
     est = estimators.get("basis")
     est.set_reference(torch.tensor([1] * 8 + [2] * 8), torch.tensor([1.0] * 8 + [0.0] * 8, dtype=torch.float64))
