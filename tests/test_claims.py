@@ -176,3 +176,14 @@ def test_the_drift_fit_sentence_is_computed_from_its_results_file(tmp_path):
     assert "at lags 3/9 is 1.50×/0.50× the real runs'" in text and "`--calibrated`: 0.50×/2.00×" in text
     assert "gains 0.25 logit" in text
     assert "not made yet" in claims.drift_fit_text(tmp_path / "nothing")[0]
+
+
+def test_checks_frame_is_the_claims_checks_row_for_row():
+    from lab.analysis import claims
+
+    ks = claims.CLAIMS_BY_KEY["basis-rpp"].checks(None)
+    f = claims.checks_frame("basis-rpp")
+    assert f["verdict"].tolist() == [k.verdict for k in ks] and f["regime"].tolist() == [k.regime for k in ks]
+    assert f["lab's number"].tolist() == [claims.fmt_effect(k.effect, "ratio") for k in ks]
+    one = claims.checks_frame("basis-rpp", setting="real runs, reference stage")
+    assert set(one["setting"]) == {"real runs, reference stage"} and 0 < len(one) < len(f)
