@@ -19,10 +19,13 @@ timing of the crossing), and one torch thread per run. The eval is the default o
 measured before that step's update).
 
 **Rows.** Every eval becomes one row of ``data/results/time_to_accuracy.csv`` as soon as it is
-on disk: ``label, estimator, rollouts_per_prompt, prompts_per_step, prompt_reuse, seed,
-step, rollouts, elapsed_s, eval_accuracy, final`` plus the settings, ``model_sha256`` (of the
-weights file: resuming onto other weights is refused) and ``lab.provenance.FIELDS``. ``rollouts`` = step × 64, the rollouts the policy was updated on
-before that eval; ``elapsed_s`` = the run's ``time/elapsed_s`` at the end of that step (wall
+on disk: ``label, estimator, rollouts_per_prompt, prompts_per_step, prompt_reuse,
+train_pool_size, reference_samples, reference_rollouts, seed, step, rollouts, elapsed_s,
+eval_accuracy, final`` plus the settings, ``model_sha256`` (of the weights file: resuming onto
+other weights is refused) and ``lab.provenance.FIELDS``. ``rollouts`` = step × 64 +
+``reference_rollouts``: the rollouts the policy was updated on before that eval, plus those the
+reference stage drew before step 0 (``reference_samples`` × ``train_pool_size``; 0 for labels
+without one), so a comparison of rollouts to target counts the price of BASIS's prior; ``elapsed_s`` = the run's ``time/elapsed_s`` at the end of that step (wall
 time of rollouts, updates, logging and the evals so far, which every label runs at the same
 steps). A run whose ``final`` row is there is done and skipped; an interrupted run's rows are
 dropped and the run is redone, so the sweep can be run in parts (``--labels``, ``--seeds``).
@@ -103,16 +106,25 @@ REFERENCE = "grpo_g8"
 """The label the target and the rollout ratio refer to."""
 
 SWEEP = (("grpo", 8, 1), ("rloo", 8, 1), ("kae", 2, 1), ("krpo", 2, 1), ("basis", 1, 1), ("blend", 1, 1),
-         ("reinforce_plus_plus", 1, 1), ("kae", 2, 10), ("basis", 1, 10), ("kae", 4, 10), ("grpo", 4, 10))
-"""(estimator, rollouts per prompt G, prompt reuse J) of every label, in the order they run. The last two
-are KAE's accuracy claim in its regime: both at G = 4 with each prompt trained on for 10 steps."""
-DECIDING = ("basis_g1", "reinforce_plus_plus_g1", "kae_g4_reuse10", "grpo_g4_reuse10")
-"""The labels of the accuracy checks the claims count (``lab.analysis.claims``): they get
-:data:`DECIDING_SEEDS` seeds by default, the others :data:`SEEDS` (they are shown, not counted)."""
+         ("reinforce_plus_plus", 1, 1), ("kae", 2, 10), ("basis", 1, 10), ("kae", 4, 10), ("grpo", 4, 10),
+         ("basis", 1, 1, 256, 8), ("reinforce_plus_plus", 1, 1, 256), ("grpo", 8, 1, 256))
+"""(estimator, rollouts per prompt G, prompt reuse J[, train_pool_size, reference_samples]) of every label, in the
+order they run. ``kae_g4_reuse10``/``grpo_g4_reuse10`` are KAE's accuracy claim in its regime (both at G = 4,
+each prompt trained on for 10 steps). The last three train on a fixed pool of 256 prompts, so that BASIS can have
+its reference stage (8 samples of every pool prompt from the starting model, 2,048 rollouts before step 0,
+counted in ``rollouts``): BASIS against REINFORCE++ (its claim in its regime) and against GRPO-8 on the same pool."""
+DECIDING = ("basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256", "kae_g4_reuse10", "grpo_g4_reuse10",
+            "grpo_g8_pool256", "basis_g1", "reinforce_plus_plus_g1")
+"""Labels that get :data:`DECIDING_SEEDS` seeds by default, the others :data:`SEEDS`: those of the accuracy checks
+the claims count (``lab.analysis.claims``), GRPO-8 on the same pool (BASIS's compute comparison) and BASIS without
+its reference stage against REINFORCE++ (the lab's reading, shown)."""
 DECIDING_SEEDS = tuple(range(12))
 
-RUN_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step", "prompt_reuse", "seed", "step",
-              "rollouts", "elapsed_s", "eval_accuracy", "final"]
+RUN_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step", "prompt_reuse", "train_pool_size",
+              "reference_samples", "reference_rollouts", "seed", "step", "rollouts", "elapsed_s", "eval_accuracy", "final"]
+ADDED_FIELDS = {"train_pool_size": 0, "reference_samples": 0, "reference_rollouts": 0}
+"""Columns added after the first rows were written, with the value every earlier row had (no pool, no reference
+stage): a resume rewrites an older file with them."""
 SETTINGS = ["model", "task", "steps", "lr", "eval_every", "eval_prompts", "eval_samples", "temperature"]
 MODEL_FIELDS = ["model_sha256"]
 MUST_MATCH = ("steps", "eval_every", "eval_prompts", "eval_samples", "model_sha256")
@@ -124,35 +136,45 @@ SUMMARY_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step
                   "window", "fraction"]
 
 
-def label_name(estimator: str, group_size: int, reuse: int = 1) -> str:
+def label_name(estimator: str, group_size: int, reuse: int = 1, pool: int = 0, reference: int = 0) -> str:
     """A label named by its parameters.
 
-    >>> label_name("kae", 2), label_name("basis", 1, 10)
-    ('kae_g2', 'basis_g1_reuse10')
+    >>> label_name("kae", 2), label_name("basis", 1, 10), label_name("basis", 1, 1, 256, 8)
+    ('kae_g2', 'basis_g1_reuse10', 'basis_g1_pool256_ref8')
     """
-    return f"{estimator}_g{group_size}" + (f"_reuse{reuse}" if reuse > 1 else "")
+    return (f"{estimator}_g{group_size}" + (f"_reuse{reuse}" if reuse > 1 else "") + (f"_pool{pool}" if pool else "")
+            + (f"_ref{reference}" if reference else ""))
 
 
-LABELS = {label_name(e, g, j): (e, g, j) for e, g, j in SWEEP}
-"""label -> (estimator, G, prompt reuse)."""
+def _full(entry: tuple) -> tuple[str, int, int, int, int]:
+    return (*entry, *(1, 0, 0)[len(entry) - 2:]) if len(entry) < 5 else entry
+
+
+LABELS = {label_name(*_full(e)): _full(e) for e in SWEEP}
+"""label -> (estimator, G, prompt reuse, train_pool_size, reference_samples)."""
 
 
 def label_config(label: str, *, seed: int, steps: int = STEPS, output_dir: str = "runs", **overrides):
-    """The ``TrainConfig`` of one run of ``label``: defaults except G, prompts, reuse, no shadows/probes.
+    """The ``TrainConfig`` of one run of ``label``: defaults except G, prompts, reuse, pool, reference samples, no
+    shadows/probes.
 
     >>> c = label_config("kae_g2_reuse10", seed=1)
     >>> (c.estimator, c.rollouts_per_prompt, c.prompts_per_step, c.prompt_reuse, c.shadow_estimators, c.probe_every)
     ('kae', 2, 32, 10, (), 0)
+    >>> c = label_config("basis_g1_pool256_ref8", seed=0)
+    >>> (c.train_pool_size, c.reference_samples, c.prompts_per_step)
+    (256, 8, 64)
     """
     from lab.config import TrainConfig
 
     if label not in LABELS:
         raise ValueError(f"unknown label {label!r}; valid labels: {', '.join(LABELS)}")
-    est, g, reuse = LABELS[label]
+    est, g, reuse, pool, reference = LABELS[label]
     overrides = {"eval_every": EVAL_EVERY, **overrides}
     return TrainConfig(estimator=est, rollouts_per_prompt=g, prompts_per_step=ROLLOUTS_PER_STEP // g,
-                       prompt_reuse=reuse, shadow_estimators=(), probe_every=0, steps=steps, seed=seed,
-                       output_dir=output_dir, run_name=f"{label}-s{seed}", quiet=True, **overrides)
+                       prompt_reuse=reuse, train_pool_size=pool, reference_samples=reference, shadow_estimators=(),
+                       probe_every=0, steps=steps, seed=seed, output_dir=output_dir, run_name=f"{label}-s{seed}",
+                       quiet=True, **overrides)
 
 
 def model_sha256(model: str) -> str:
@@ -372,8 +394,11 @@ def run_one(label: str, seed: int, out: Path, runs_dir: Path, steps: int, evals:
 
 
 def _train_and_record(label: str, seed: int, cfg, out: Path, train, prov: dict) -> None:
+    reference = cfg.reference_samples * cfg.train_pool_size  # drawn before step 0: counted in every row's rollouts
     fixed = {"label": label, "estimator": cfg.estimator, "rollouts_per_prompt": cfg.rollouts_per_prompt,
-             "prompts_per_step": cfg.prompts_per_step, "prompt_reuse": cfg.prompt_reuse, "seed": seed,
+             "prompts_per_step": cfg.prompts_per_step, "prompt_reuse": cfg.prompt_reuse,
+             "train_pool_size": cfg.train_pool_size, "reference_samples": cfg.reference_samples,
+             "reference_rollouts": reference, "seed": seed,
              **{k: getattr(cfg, k) for k in SETTINGS}, "model_sha256": model_sha256(cfg.model), **prov}
     names = fieldnames()
     per_step = cfg.rollouts_per_prompt * cfg.prompts_per_step
@@ -382,7 +407,7 @@ def _train_and_record(label: str, seed: int, cfg, out: Path, train, prov: dict) 
         acc = metrics.get("eval/accuracy")
         if acc is None or (isinstance(acc, float) and math.isnan(acc)):
             return
-        row = {**fixed, "step": step, "rollouts": step * per_step, "eval_accuracy": round(float(acc), 4),
+        row = {**fixed, "step": step, "rollouts": step * per_step + reference, "eval_accuracy": round(float(acc), 4),
                "elapsed_s": round(float(metrics.get("time/elapsed_s", math.nan)), 2), "final": int(step == cfg.steps - 1)}
         _append(out, row, names)
         print(f"{label:<24} seed {seed}  step {step:4d}  eval/accuracy {row['eval_accuracy']:.3f}  "
@@ -589,8 +614,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     done = done_runs(rows)
     kept = [r for r in rows if (r["label"], int(r["seed"])) in done]
     lines = sum(1 for _ in out.open()) - 1 if out.exists() else 0  # data lines, readable or not
-    if len(kept) != len(rows) or lines > len(rows):  # drop interrupted runs' rows (they run again) and unreadable lines
-        _write_all(out, kept, fieldnames())
+    header = out.open().readline().strip().split(",") if out.exists() else fieldnames()
+    if len(kept) != len(rows) or lines > len(rows) or header != fieldnames():
+        # drop interrupted runs' rows (they run again) and unreadable lines; an older file gets today's columns
+        _write_all(out, [{**ADDED_FIELDS, **r} for r in kept], fieldnames())
     wanted = [(lb, s) for s in sorted({s for lb in labels for s in seeds_of(lb)}) for lb in labels if s in seeds_of(lb)]
     todo = [k for k in wanted if k not in done]
     skipped = len(wanted) - len(todo)

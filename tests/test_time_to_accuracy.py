@@ -112,16 +112,20 @@ def test_ratio_is_empty_without_a_reference():
 def test_labels_map_to_default_configs_with_equal_rollouts_per_step():
     defaults = TrainConfig().to_dict()
     changed = {"estimator", "rollouts_per_prompt", "prompts_per_step", "prompt_reuse", "shadow_estimators",
-               "probe_every", "eval_every", "steps", "seed", "output_dir", "run_name", "quiet"}
+               "probe_every", "eval_every", "steps", "seed", "output_dir", "run_name", "quiet", "train_pool_size",
+               "reference_samples"}
     expect = {"grpo_g8": ("grpo", 8, 1), "rloo_g8": ("rloo", 8, 1), "kae_g2": ("kae", 2, 1), "krpo_g2": ("krpo", 2, 1),
               "basis_g1": ("basis", 1, 1), "blend_g1": ("blend", 1, 1), "reinforce_plus_plus_g1": ("reinforce_plus_plus", 1, 1),
               "kae_g2_reuse10": ("kae", 2, 10), "basis_g1_reuse10": ("basis", 1, 10), "kae_g4_reuse10": ("kae", 4, 10),
-              "grpo_g4_reuse10": ("grpo", 4, 10)}
+              "grpo_g4_reuse10": ("grpo", 4, 10), "basis_g1_pool256_ref8": ("basis", 1, 1, 256, 8),
+              "reinforce_plus_plus_g1_pool256": ("reinforce_plus_plus", 1, 1, 256), "grpo_g8_pool256": ("grpo", 8, 1, 256)}
     assert set(tta.LABELS) == set(expect)
     assert set(tta.DECIDING) <= set(expect)
-    for label, (est, g, reuse) in expect.items():
+    for label, spec in expect.items():
+        est, g, reuse, pool, ref = (*spec, 0, 0)[:5] if len(spec) == 3 else (*spec, 0)[:5]
         c = tta.label_config(label, seed=2, output_dir="/tmp/x")
         assert (c.estimator, c.rollouts_per_prompt, c.prompt_reuse, c.seed) == (est, g, reuse, 2)
+        assert (c.train_pool_size, c.reference_samples) == (pool, ref)
         assert c.rollouts_per_prompt * c.prompts_per_step == defaults["rollouts_per_prompt"] * defaults["prompts_per_step"] == 64
         assert c.shadow_estimators == () and c.probe_every == 0 and c.steps == tta.STEPS
         assert c.eval_every == tta.EVAL_EVERY == 5 and c.eval_prompts == defaults["eval_prompts"]
@@ -211,7 +215,37 @@ def test_the_labels_of_counted_accuracy_checks_get_more_seeds_by_default(tmp_pat
     asked.clear()
     tta.main(["--out", str(tmp_path / "t.csv"), "--labels", "grpo_g8", "basis_g1", "--seeds", "5"])
     assert asked == [("grpo_g8", 5), ("basis_g1", 5)]
-    # the deciding labels are exactly those of the accuracy checks the claims count
+    # every label of an accuracy check the claims count gets the deciding seeds
     counted = {lab for k in claims.evaluate() for c in k[1] if c.reading == "paper" and "(accuracy)" in c.setting
                for lab in re.findall(r"label=(\w+)", c.source)}
-    assert counted == set(tta.DECIDING)
+    assert counted <= set(tta.DECIDING) and "basis_g1_pool256_ref8" in counted
+
+
+def test_a_label_with_a_reference_stage_counts_its_rollouts_before_step_0(tmp_path):
+    out = tmp_path / "t.csv"
+    tta.main(["--out", str(out), "--labels", "basis_g1_pool256_ref8", *TINY])
+    rows = _read(out)
+    assert rows and all(r["reference_rollouts"] == str(8 * 256) and r["train_pool_size"] == "256" for r in rows)
+    assert [int(r["rollouts"]) for r in rows] == [int(r["step"]) * 64 + 8 * 256 for r in rows]
+
+
+def test_an_older_file_without_the_pool_columns_is_rewritten_with_them_and_its_rows_kept(tmp_path, monkeypatch):
+    import csv as _csv
+
+    out = tmp_path / "t.csv"
+    probe = tta.label_config("grpo_g8", seed=0)
+    row = {**dict.fromkeys(tta.fieldnames(), ""), "label": "grpo_g8", "estimator": "grpo", "seed": 0, "step": 0,
+           "final": 1, **{k: getattr(probe, k) for k in tta.MUST_MATCH if k != "model_sha256"},
+           "model_sha256": tta.model_sha256(probe.model)}
+    old_names = [k for k in tta.fieldnames() if k not in tta.ADDED_FIELDS]
+    with open(out, "w", newline="") as f:  # written before the pool/reference columns existed
+        w = _csv.DictWriter(f, old_names, extrasaction="ignore")
+        w.writeheader()
+        w.writerow(row)
+    monkeypatch.setattr(tta, "_run_all", lambda todo, *a, **k: None)
+    monkeypatch.setattr(tta, "write_summary", lambda rows, out: [])
+    tta.main(["--out", str(out), "--labels", "grpo_g8", "--seeds", "0"])
+    (got,) = _read(out)
+    assert list(got) == tta.fieldnames()
+    assert {k: got[k] for k in tta.ADDED_FIELDS} == {k: "0" for k in tta.ADDED_FIELDS}
+    assert (got["label"], got["final"], got["model_sha256"]) == ("grpo_g8", "1", row["model_sha256"])
