@@ -231,7 +231,10 @@ def _exited(proc, timeout: float = 0.0) -> bool:
 
     if not wait_ready([proc.sentinel], timeout):
         return False
-    proc.join(0)  # reap it here if no other thread has (harmless if one did)
+    # reap it here if no other thread has. The sentinel closes as the child's files close, a moment before the
+    # child can be reaped: a join with a short timeout waits in waitpid for that moment (at once if it is reaped
+    # already, and harmless if another thread reaped it: waitpid then says "no such child", which join ignores)
+    proc.join(1)
     return True
 
 
