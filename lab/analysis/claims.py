@@ -403,12 +403,15 @@ def real_effect(root, a: str, ga: int, b: str, gb: int, j: int) -> Measured | No
         x = df[_is(df, "estimator", est) & (df["rollouts_per_prompt"] == g) & (df["prompt_reuse"] == j)]
         return x.groupby("seed")["value_mse"].mean()
 
-    xa, xb = per(a, ga), per(b, gb)
-    if ga == gb:
+    return _seed_ratio(per(a, ga), per(b, gb), paired=ga == gb)
+
+
+def _seed_ratio(xa: pd.Series, xb: pd.Series, *, paired: bool) -> Measured | None:
+    """Per-seed value errors (seed -> MSE) of a against b: the paired ratio on the seeds both have (same runs),
+    else the unpaired ratio of geometric means (Welch t on the log). A corrected MSE <= 0 (MC noise) has no log."""
+    if paired:
         seeds = sorted(s for s in set(xa.index) & set(xb.index) if xa[s] > 0 and xb[s] > 0)
-        if not seeds:
-            return None
-        return Measured(stats.paired_ratio([xa[s] for s in seeds], [xb[s] for s in seeds]))
+        return Measured(stats.paired_ratio([xa[s] for s in seeds], [xb[s] for s in seeds])) if seeds else None
     la, lb = [math.log(v) for v in xa if v > 0], [math.log(v) for v in xb if v > 0]
     if len(la) < 2 or len(lb) < 2:
         return None
@@ -649,14 +652,8 @@ def basis_real_effect(root, column: str, base: str) -> Measured | None:
     g1 = df[_is(df, "arm", "basis_g1")].groupby("seed")
     b = g1[col].mean().dropna()
     if base == "reinforce_plus_plus":
-        r = g1["mse:reinforce_plus_plus"].mean().dropna()
-        seeds = sorted(s for s in set(b.index) & set(r.index) if b[s] > 0 and r[s] > 0)
-        return Measured(stats.paired_ratio([b[s] for s in seeds], [r[s] for s in seeds])) if seeds else None
-    g8 = df[_is(df, "arm", "grpo_g8")].groupby("seed")["mse:grpo"].mean().dropna()
-    la, lb = [math.log(v) for v in b if v > 0], [math.log(v) for v in g8 if v > 0]
-    if len(la) < 2 or len(lb) < 2:
-        return None
-    return Measured(stats.unpaired_log_ratio(la, lb))
+        return _seed_ratio(b, g1["mse:reinforce_plus_plus"].mean().dropna(), paired=True)
+    return _seed_ratio(b, df[_is(df, "arm", "grpo_g8")].groupby("seed")["mse:grpo"].mean().dropna(), paired=False)
 
 
 def _basis_real_cost(root, m: int, base: str) -> str:
