@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from lab.config import META_KEYS, field_types, type_ok
+from lab.errors import reason
 
 from .checkpoints import checkpoint_candidates
 from .files import (
@@ -279,9 +280,10 @@ def metrics_problems(scan: JsonlScan, status: dict) -> list[str]:
         out.append(f"{METRICS_FILE}: missing, but status.json says step {step} is done")
     elif scan.exists and not scan.records and not scan.problems and not scan.torn and (step >= 0 or done):
         out.append(f"{METRICS_FILE}: empty" + (f", but status.json says step {step} is done" if step >= 0 else ""))
-    elif step >= 0 and scan.records and len(logged & set(range(step + 1))) < step + 1:
+    elif step >= 0 and scan.records and (have := sum(1 for s in logged if s <= step)) < step + 1:
+        # counted, never range(step + 1): status.json's step can be any integer (10**12 would fill the memory)
         last = max(logged, default=None)
-        out.append(f"{METRICS_FILE}: rows for {len(logged & set(range(step + 1)))} of steps 0..{step} (status.json's step), "
+        out.append(f"{METRICS_FILE}: rows for {have} of steps 0..{step} (status.json's step), "
                    f"last row step {last}; rows were lost (a truncated or edited file)")
     return out
 
@@ -317,8 +319,8 @@ def probe_steps(path: str | Path) -> list[int]:
 
 
 def _parquet_problem(f: Path, label: str, e: BaseException) -> str:
-    reason = (str(e).replace(str(f), f.name).splitlines() or [type(e).__name__])[0][:100]
-    return f"{label}: not a readable Parquet file ({reason})"
+    why = reason(str(e).replace(str(f), f.name) or type(e).__name__, 160)
+    return f"{label}: not a readable Parquet file ({why})"
 
 
 def _read_parquet(f: Path, label: str, *, footer_only: bool = False) -> tuple[pd.DataFrame | None, str | None]:

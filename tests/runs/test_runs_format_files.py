@@ -140,6 +140,17 @@ def test_a_status_value_of_the_wrong_type_is_named_and_nothing_raises(tmp_path_f
         assert row["problem"].startswith("status.json") and row["step"] == 0  # the step from metrics.jsonl
 
 
+@pytest.mark.parametrize("step", [10**6, 10**12, 2**63, 10**40])
+def test_a_huge_status_step_is_named_without_counting_up_to_it(tmp_path, step):
+    # the fuzz above once drew such a step and the reader built range(step + 1) as a set: 24 GB
+    d = write_good_run(tmp_path / "r", steps=2)
+    f = d / "status.json"
+    f.write_text(json.dumps({**json.loads(f.read_text()), "step": step}))
+    lost = [p for p in runs.load_run(d).problems if "rows were lost" in p]
+    assert lost and f"rows for 2 of steps 0..{step}" in lost[0], lost
+    assert runs.list_runs(d.parent, full=True).iloc[0]["problem"].count("rows were lost") == 1
+
+
 CONFIG_OK = {"seed": lambda v: type(v) is int, "lr": lambda v: type(v) in (int, float),
              "estimator": lambda v: isinstance(v, str), "quiet": lambda v: type(v) is bool,
              "clip_delta": lambda v: v is None or type(v) in (int, float),
