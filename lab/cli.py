@@ -200,12 +200,9 @@ def _cmd_demo(args) -> int:
 
 
 def _first_line(e: BaseException, limit: int = 400) -> str:
-    try:
-        text = " ".join(str(e).split("\n")).strip()
-    except Exception:  # noqa: BLE001 - a hostile __str__
-        text = ""
-    text = text or type(e).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    from lab.errors import reason
+
+    return reason(e, limit, join=True)
 
 
 def _is_training_failed(e: BaseException) -> bool:

@@ -18,6 +18,8 @@ True
 (True, True)
 >>> issubclass(RewardCrashed, RunFailed) and not issubclass(RewardCrashed, LabError)
 True
+
+:func:`reason` is the one way a message quotes an exception it caught (one line, cut at a word).
 """
 
 from __future__ import annotations
@@ -48,3 +50,31 @@ class RewardCrashed(RunFailed):
     """A reward function raised a ``BaseException`` that is not an ``Exception`` (``SystemExit``,
     ``GeneratorExit``, a custom ``BaseException``; Ctrl-C excepted), or its worker process died.
     The message names the exception (or the exit signal), the sample index and its prompt_id."""
+
+
+def reason(e: BaseException | str, limit: int = 160, *, join: bool = False) -> str:
+    """An exception (or a text) as one line for a message: its first non-empty line (``join``:
+    all its lines joined by spaces), cut at a word boundary and ended with "…" when longer than
+    ``limit`` characters. The exception's type name when its text is empty or its ``__str__``
+    itself raises (user code can raise anything).
+
+    >>> reason(ValueError("bad value\\n  traceback line"))
+    'bad value'
+    >>> reason(KeyError())
+    'KeyError'
+    >>> reason("Parquet magic bytes not found in footer. Either the file is corrupted", 41)
+    'Parquet magic bytes not found in footer…'
+    """
+    try:
+        text = e if isinstance(e, str) else str(e)
+    except Exception:  # noqa: BLE001 - a hostile __str__
+        text = ""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    text = (" ".join(lines) if join else lines[0]) if lines else ("" if isinstance(e, str) else type(e).__name__)
+    if len(text) <= limit:
+        return text
+    cut = text[: max(limit - 1, 1)]
+    space = len(cut) if text[len(cut)] == " " else cut.rfind(" ")
+    if space >= limit // 2:
+        cut = cut[:space]
+    return cut.rstrip(" .,;:(-") + "…"

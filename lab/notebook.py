@@ -24,6 +24,8 @@ import base64
 import warnings
 from typing import Any, Callable
 
+from lab.errors import reason
+
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 PNG_MIME = "image/png"
 DEFAULT_SIZE = (700, 450)
@@ -52,7 +54,7 @@ def png(fig_dict: dict) -> bytes | None:
         height = layout.get("height") or DEFAULT_SIZE[1]
         return kaleido.calc_fig_sync(fig_dict, opts={"format": "png", "width": width, "height": height})
     except Exception as e:  # no kaleido, no browser, a browser that died: keep the interactive figure
-        _state["failed"] = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+        _state["failed"] = f"{type(e).__name__}: {reason(e, 200)}"
         warnings.warn(f"lab.notebook: figures carry no static image ({_state['failed']}); "
                       "install kaleido>=1 and chromium for nbconvert/GitHub rendering", RuntimeWarning, stacklevel=2)
         return None

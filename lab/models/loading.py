@@ -33,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from lab.errors import UsageError
+from lab.errors import UsageError, reason
 from lab.paths import data_root
 
 REPO_ROOT = data_root()  # the checkout, or lab/_data inside an installed wheel (lab/paths.py)
@@ -245,7 +245,7 @@ def load(
         except TypeError:  # transformers < 4.56 spells it torch_dtype
             model = AutoModelForCausalLM.from_pretrained(source, torch_dtype=torch_dtype, use_safetensors=True)
     except (OSError, ValueError, KeyError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        first = reason(e, 200)
         if local:
             raise ModelLoadError(f"model folder {source} could not be loaded: {first}") from None
         raise ModelLoadError(

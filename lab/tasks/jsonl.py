@@ -45,7 +45,7 @@ import string
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from lab.errors import TaskDataError, TaskFileNotFound
+from lab.errors import TaskDataError, TaskFileNotFound, reason
 from lab.paths import resource_path
 from lab.tasks.base import SPLITS, TASKS, Example, TaskBase, check_split, hash_split, stable_prompt_id
 from lab.tasks.extract import answers_match, extract_answer, extract_boxed, extract_hash, normalize_number, parse_number
@@ -129,7 +129,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 what = f"field {key!r} is" if key is not None else "the JSON is"
                 raise TaskDataError(f"{p} line {i}: {what} nested too deeply to read") from None
             except ValueError as e:  # e.g. an integer with more digits than Python converts
-                raise TaskDataError(f"{p} line {i}: not valid JSON ({str(e)[:100]})") from None
+                raise TaskDataError(f"{p} line {i}: not valid JSON ({reason(e, 100)})") from None
             if not isinstance(rec, dict):
                 raise TaskDataError(f"{p} line {i}: expected a JSON object, got {_json_type(rec)}")
             yield i, rec

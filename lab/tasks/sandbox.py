@@ -57,6 +57,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Sequence
 
+from lab.errors import reason
 from lab.tasks.scoring import Outcome, RewardTimeout, call_reward
 
 HARD_GRACE_S = 0.5
@@ -176,7 +177,7 @@ class RewardPool:
                 blob = pickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as e:  # noqa: BLE001 - any pickling failure means: in-process
                 blob = None
-                self.last_fallback = f"the task does not pickle ({type(e).__name__}: {str(e)[:80]})"
+                self.last_fallback = f"the task does not pickle ({type(e).__name__}: {reason(e, 80)})"
             if len(self._tasks) >= 8:
                 self._tasks.pop(next(iter(self._tasks)))
             self._next_token += 1
@@ -434,7 +435,7 @@ def worker_main(fd: int, parent_pid: int) -> None:
             try:
                 tasks = {token: pickle.loads(blob)}
             except BaseException as e:  # noqa: BLE001 - reported; the parent scores in-process
-                conn.send(("load_error", f"{type(e).__name__}: {str(e)[:120]}"))
+                conn.send(("load_error", f"{type(e).__name__}: {reason(e, 120)}"))
                 continue
             conn.send(("loaded",))
         task = tasks.get(token)

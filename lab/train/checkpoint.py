@@ -24,7 +24,7 @@ import torch
 
 from lab import runs
 from lab.config import TrainConfig
-from lab.errors import UsageError
+from lab.errors import UsageError, reason
 
 from .setup import Setup
 
@@ -195,8 +195,7 @@ def load(s: Setup, step: int, folder: Path) -> None:
 
 
 def first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:160] if text else type(e).__name__
+    return reason(e, 160)
 
 
 def metrics_until(run_dir: Path, step: int) -> list[dict]:

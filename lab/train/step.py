@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from lab import estimators, losses, models, probes, rollout
-from lab.errors import RewardCrashed
+from lab.errors import RewardCrashed, reason
 from lab.estimators import Advantages, RewardBatch
 from lab.models import precision
 from lab.tasks.scoring import score
@@ -63,7 +63,7 @@ class Stepper:
         except RuntimeError as e:  # torch's sampler on NaN/inf probabilities: the weights diverged
             text = str(e).lower()
             if "inf" in text or "nan" in text:
-                raise TrainingFailed(f"non-finite weights or logits while sampling ({str(e).splitlines()[0][:120]}); "
+                raise TrainingFailed(f"non-finite weights or logits while sampling ({reason(e, 120)}); "
                                      f"the model diverged: lower --lr (now {self.c.lr:g})") from None
             raise
 
@@ -80,7 +80,7 @@ class Stepper:
             raise
         except BaseException as e:  # noqa: BLE001 - SystemExit & co. must not end the process as "running"
             raise TrainingFailed(f"the reward function of task {self.c.task!r} raised {type(e).__name__}"
-                                 f"({str(e)[:80]!r}) while scoring {len(exs)} rollouts; fix the reward function") from None
+                                 f"({reason(e, 80)!r}) while scoring {len(exs)} rollouts; fix the reward function") from None
         if res.nonfinite:
             i = res.nonfinite[0]
             raise TrainingFailed(

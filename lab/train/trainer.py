@@ -22,6 +22,7 @@ from typing import Any, Callable
 import torch
 
 from lab import runs
+from lab.errors import reason
 
 from . import checkpoint, records, reference
 from .checkpoint import Restored
@@ -177,7 +178,7 @@ class Trainer(Stepper):
             self._end("failed", f"{where}: {type(e).__name__}: {e}")
             return e
         else:  # SystemExit, GeneratorExit, ... raised inside the run
-            msg = f"{where}: {type(e).__name__}({str(e)[:80]!r}) raised inside the run"
+            msg = f"{where}: {type(e).__name__}({reason(e, 80)!r}) raised inside the run"
         self._end("failed", msg)
         return TrainingFailed(msg)
 
