@@ -58,12 +58,10 @@ deep = state.control(st.checkbox, "Check every listed run's files (metrics lines
                      key="runs_deep", default=len(table) <= 30,
                      help="the listing reads only config, status and the metrics tail; this reads each run fully once")
 found = {r.key: r.problem for r in table.itertuples() if isinstance(r.problem, str)}
-if deep:
+if deep:  # the full check covers everything the listing's cheap check does: it replaces it
     for r in table.itertuples():
-        if isinstance(r.path, str):
-            extra = [p for p in data.problems(r.path) if p not in (found.get(r.key) or "")]
-            if extra:
-                found[r.key] = "; ".join(([found[r.key]] if r.key in found else []) + extra)
+        if isinstance(r.path, str) and (full := data.problems(r.path)):
+            found[r.key] = "; ".join(full)
 links = data.refused_links(tuple(roots))
 if found or not links.empty:
     with st.container(border=True, key="runs_problems"):
