@@ -158,13 +158,13 @@ def baseline_reward_figure(table: pd.DataFrame) -> go.Figure:
     """Baseline against reward per estimator (rewards jittered a little sideways, y = x dashed)."""
     fig = go.Figure()
     rng = np.random.default_rng(0)  # fixed jitter: the same picture on every rerun
-    palette = figures.series_colors(table["estimator"].astype(str).unique())
+    palette = figures.estimator_colors(table["estimator"].astype(str).unique())
     for n, g in table.groupby("estimator", sort=False):
         jitter = rng.uniform(-0.04, 0.04, len(g))
         fig.add_trace(go.Scatter(x=g["reward"] + jitter, y=g["baseline"], mode="markers", name=str(n),
                                  marker=dict(color=palette[str(n)], size=5, opacity=0.5)))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="baseline = reward",
-                             line=dict(color="#7f7f7f", dash="dash", width=1)))
+                             line=dict(color=figures.GREY, dash="dash", width=1)))
     fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=50))
     fig.update_xaxes(title_text="reward (jittered)")
     fig.update_yaxes(title_text="baseline")
@@ -201,13 +201,13 @@ def truth_vs_baseline_figure(probes: pd.DataFrame, step: int, estimators: Iterab
     if estimators is not None:
         p = p[p["estimator"].isin(list(estimators))]
     fig = go.Figure()
-    palette = figures.series_colors(p["estimator"].astype(str).unique())
+    palette = figures.estimator_colors(p["estimator"].astype(str).unique())
     for n, g in p.groupby("estimator", sort=True):
         fig.add_trace(go.Scatter(x=g["truth"], y=g["baseline_mean"], mode="markers", name=str(n),
                                  error_x=dict(type="data", array=g["truth_se"].tolist(), visible=True, thickness=1),
                                  marker=dict(color=palette[str(n)], size=7, opacity=0.7)))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="baseline = truth",
-                             line=dict(color="#7f7f7f", dash="dash", width=1)))
+                             line=dict(color=figures.GREY, dash="dash", width=1)))
     fig.update_layout(template="plotly_white", margin=dict(l=60, r=20, t=30, b=50))
     fig.update_xaxes(title_text=f"true value V̂ (Monte Carlo, step {step})")
     fig.update_yaxes(title_text="estimator's baseline (mean over the prompt's rollouts)")
@@ -269,8 +269,8 @@ def group_figure(group: pd.DataFrame, train_estimator: str, shadow: str | None =
     """
     x = [f"rollout {int(r)}" for r in (group["rollout"] if "rollout" in group else range(len(group)))]
     fig = go.Figure()
-    palette = figures.series_colors([train_estimator] + ([shadow] if shadow else []))
-    fig.add_trace(go.Bar(x=x, y=group["reward"].astype(float).tolist(), name="reward", marker_color="#7f7f7f"))
+    palette = figures.estimator_colors([train_estimator] + ([shadow] if shadow else []))
+    fig.add_trace(go.Bar(x=x, y=group["reward"].astype(float).tolist(), name="reward", marker_color=figures.GREY))
     fig.add_trace(go.Bar(x=x, y=group["advantage"].astype(float).tolist(), name=f"advantage ({train_estimator})",
                          marker_color=palette[train_estimator]))
     if shadow and shadow != train_estimator:

@@ -38,15 +38,15 @@ __all__ = [
     "value_mse_table", "value_mse_figure", "value_mse_ranking", "value_mse_vs_g_table", "value_mse_vs_g_figure",
     "trust_region_table", "trust_region_figure", "trust_region_bars", "clip_fraction_figure",
     "clip_objective_table", "clip_objective_figure", "log_ratio_table", "log_ratio_histogram",
-    "COLORS", "series_colors", "natural_key", "vline", "hline",
+    "COLORS", "GREY", "series_colors", "estimator_colors", "natural_key", "vline", "hline",
 ]
 
 COLORS = (
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
-    "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#00a087", "#e7ba52", "#b09c85", "#003c30", "#3182bd",
+    "#393b79", "#637939", "#8c6d31", "#252525", "#7b4173", "#00a087", "#e7ba52", "#b09c85", "#003c30", "#ff9896",
 )
 """The lab's palette: D3's ten colours (plotly's order, so the notebooks' matplotlib figures
-match), then ten darker or distinct ones (few purples: two runs should never look alike). :func:`series_colors` gives each run (or estimator) its own."""
+match), then ten darker or distinct ones, no two closer than 15 in CIELAB ΔE (two runs should never look alike). :func:`series_colors` gives each run (or estimator) its own."""
 
 
 def natural_key(text) -> tuple:
@@ -85,6 +85,31 @@ def series_colors(names: Iterable, given: Mapping[str, str] | None = None) -> di
         out[n] = pick
         used.add(pick)
     return out
+
+
+GREY = "#7f7f7f"
+"""Rewards and reference lines (y = x, bounds): no estimator is drawn in it."""
+BUILTIN_ESTIMATORS = ("basis", "blend", "dr_grpo", "grpo", "kae", "krpo", "krpo_invariant", "reinforce_plus_plus",
+                      "reinforce_plus_plus_baseline", "rloo")
+"""``lab.estimators.available()`` without importing torch (the dashboard's pages stay light); a
+test keeps the two equal."""
+
+
+def estimator_colors(names: Iterable) -> dict[str, str]:
+    """One colour per estimator, the same on every chart whatever else it is drawn with: the
+    built-in estimators have fixed colours (:func:`series_colors` over all of them, with
+    :data:`GREY` kept out), other names (shadows such as ``kae(h=0.2)``, a user's own) take
+    free slots.
+
+    >>> estimator_colors(["grpo", "basis"])["grpo"] == estimator_colors(["grpo", "kae", "rloo"])["grpo"]
+    True
+    >>> GREY in estimator_colors(BUILTIN_ESTIMATORS).values()
+    False
+    """
+    names = [str(n) for n in names]
+    fixed = series_colors(("\0grey",) + BUILTIN_ESTIMATORS, {"\0grey": GREY})
+    every = series_colors(list(fixed) + [n for n in names if n not in fixed], fixed)
+    return {n: every[n] for n in names}
 
 
 def _colors_for(names: Iterable, colors: Mapping[str, str] | None) -> dict[str, str]:
@@ -439,7 +464,7 @@ def advantage_histogram(samples: pd.DataFrame, estimators: Iterable[str], step: 
     if finite.size:
         lo, hi = float(finite.min()), float(finite.max())
         size = (hi - lo) / nbins if hi > lo else 1.0
-        palette = series_colors(names)
+        palette = estimator_colors(names)
         for n, v in zip(names, vals):
             fig.add_trace(go.Histogram(x=v, name=n, opacity=0.55, marker_color=palette[str(n)],
                                        xbins=dict(start=lo - 1e-9, end=hi + size, size=size)))
@@ -472,7 +497,7 @@ def advantage_scatter(samples: pd.DataFrame, est_x: str, est_y: str, *, train_es
     if both.size:
         lo, hi = float(both.min()), float(both.max())
         fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="y = x",
-                                 line=dict(color="#7f7f7f", dash="dash", width=1)))
+                                 line=dict(color=GREY, dash="dash", width=1)))
     return _layout(fig, title=title, x=f"advantage: {est_x}", y=f"advantage: {est_y}")
 
 
@@ -556,6 +581,8 @@ def value_mse_figure(metrics_or_probes_df: pd.DataFrame, estimators: Iterable[st
     line_keys = [k for k in keys if k != facet]
     name_of = (lambda r: " · ".join(str(r[k]) for k in line_keys))
     table = table.assign(_line=table.apply(name_of, axis=1) if len(table) else pd.Series(dtype=str))
+    if colors is None and line_keys == ["estimator"]:
+        colors = estimator_colors(table["_line"].unique())
     palette = _colors_for(table["_line"].unique(), colors)
     shown: set = set()
     for k, panel in enumerate(panels):
@@ -657,7 +684,7 @@ def value_mse_vs_g_figure(results_df: pd.DataFrame, estimators: Iterable[str] | 
     if estimators is not None:
         table = table[table["estimator"].isin(list(estimators))]
     fig = go.Figure()
-    palette = series_colors(table["estimator"].astype(str).unique())
+    palette = estimator_colors(table["estimator"].astype(str).unique())
     for name, g in table.groupby("estimator", sort=True):
         fig.add_trace(go.Scatter(x=g["group_size"].tolist(), y=g["mse"].tolist(), mode="lines+markers", name=str(name),
                                  line=dict(color=palette[str(name)]),

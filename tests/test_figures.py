@@ -333,3 +333,46 @@ def test_long_curves_are_drawn_thinned_after_smoothing_on_every_point():
     band = figures.curves_figure(df, band_by="estimator").data[0]
     table = figures.band_table(df, band_by="estimator")
     assert len(band.x) <= figures.DRAWN_POINTS + 1 and np.allclose(band.y, table["mean"].to_numpy()[np.asarray(band.x)])
+
+
+def _cielab(hex_color: str) -> np.ndarray:
+    # sRGB -> linear -> XYZ (D65) -> L*a*b*, written out here independently of the palette code
+    rgb = np.array([int(hex_color.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)])
+    rgb = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    t = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]]) @ rgb
+    t = t / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(t > 0.008856, np.cbrt(t), 7.787 * t + 16 / 116)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_no_two_palette_colours_look_alike():
+    # every pair of the 20 colours, not only the pair a screenshot showed (#1f77b4 and #3182bd were ΔE 4.6)
+    import itertools
+
+    lab = {c: _cielab(c) for c in figures.COLORS}
+    assert len(lab) == len(figures.COLORS) == 20
+    close = [(a, b, round(float(np.linalg.norm(lab[a] - lab[b])), 1))
+             for a, b in itertools.combinations(figures.COLORS, 2) if np.linalg.norm(lab[a] - lab[b]) < 15]
+    assert not close, f"palette colours closer than ΔE 15: {close}"
+    assert _cielab("#ffffff")[0] == pytest.approx(100, abs=0.1) and _cielab("#000000")[0] == pytest.approx(0, abs=0.1)
+
+
+def test_an_estimator_keeps_its_colour_whatever_it_is_drawn_with():
+    from lab import estimators
+
+    assert tuple(sorted(estimators.available())) == figures.BUILTIN_ESTIMATORS  # the torch-free copy is the registry
+    every = figures.estimator_colors(figures.BUILTIN_ESTIMATORS)
+    assert len(set(every.values())) == len(every) and figures.GREY not in every.values()
+    import itertools
+
+    for k in (1, 2, 3):
+        for combo in itertools.combinations(figures.BUILTIN_ESTIMATORS, k):
+            got = figures.estimator_colors(list(combo) + ["kae(h=0.2)"])
+            assert all(got[n] == every[n] for n in combo), combo
+            assert got["kae(h=0.2)"] not in every.values() and got["kae(h=0.2)"] != figures.GREY
+    # the Groups chart: the reward bars are grey, no estimator is
+    from app import charts
+
+    g = pd.DataFrame({"rollout": [0, 1], "reward": [1.0, 0.0], "advantage": [0.5, -0.5], "advantage__basis": [1.0, -1.0]})
+    bars = charts.group_figure(g, "grpo", "basis").data
+    assert bars[0].marker.color == figures.GREY and len({b.marker.color for b in bars}) == 3

@@ -67,7 +67,7 @@ def draw() -> None:
             st.caption("Bands align runs on equal steps, so grouped curves use x = step.")
             xcol = "step"
         members = {g: [k for k in rows["key"] if by_run[k] == g] for g in sorted(set(by_run.values()))}
-        palette = figures.series_colors(members)
+        palette = (figures.estimator_colors if band_by == "estimator" else figures.series_colors)(members)
         diffs = charts.group_differences(table, members)
         if not diffs.empty:
             with st.container(border=True, key="curves_group_note"):
