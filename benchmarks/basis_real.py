@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 import time
 from pathlib import Path
@@ -194,18 +193,12 @@ def comparisons(rows: list[dict]) -> list[dict]:
     pool = next((int(float(r["train_pool_size"])) for r in rows if r["arm"] == "basis_g1"), POOL)
     for m, grid in [(m, g) for g in (None, MEAN_PRIOR) for m in M_VALUES if m or g is None]:
         b = per_seed(rows, variant_name(m, grid), "basis_g1")
-        seeds = sorted(s for s in set(b) & set(rpp) if b[s] > 0 and rpp[s] > 0)
         cost = train.get("basis_g1", 0) + m * pool
-        if len(seeds) >= 2:
-            e = stats.paired_ratio([b[s] for s in seeds], [rpp[s] for s in seeds])
-            out.append({"m": m, "grid": "mean" if grid else "lab", "vs": "reinforce_plus_plus", "ratio": e.value, "low": e.low, "high": e.high, "seeds": e.n,
-                        "rollouts": cost, "vs_rollouts": train.get("basis_g1", 0), "method": e.method})
-        la = [math.log(v) for v in b.values() if v > 0]
-        lb = [math.log(v) for v in g8.values() if v > 0]
-        if len(la) >= 2 and len(lb) >= 2:
-            e = stats.unpaired_log_ratio(la, lb)
-            out.append({"m": m, "grid": "mean" if grid else "lab", "vs": "grpo_g8", "ratio": e.value, "low": e.low, "high": e.high, "seeds": e.n,
-                        "rollouts": cost, "vs_rollouts": train.get("grpo_g8", 0), "method": e.method})
+        for vs, other, paired in (("reinforce_plus_plus", rpp, True), ("grpo_g8", g8, False)):
+            if (e := stats.seed_ratio(b, other, paired=paired)) is not None:
+                out.append({"m": m, "grid": "mean" if grid else "lab", "vs": vs, "ratio": e.value, "low": e.low,
+                            "high": e.high, "seeds": e.n, "rollouts": cost,
+                            "vs_rollouts": train.get("basis_g1" if paired else "grpo_g8", 0), "method": e.method})
     return out
 
 

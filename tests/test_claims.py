@@ -187,3 +187,18 @@ def test_checks_frame_is_the_claims_checks_row_for_row():
     assert f["lab's number"].tolist() == [claims.fmt_effect(k.effect, "ratio") for k in ks]
     one = claims.checks_frame("basis-rpp", setting="real runs, reference stage")
     assert set(one["setting"]) == {"real runs, reference stage"} and 0 < len(one) < len(f)
+
+
+def test_the_basis_accuracy_rows_state_the_reference_stage_that_ran(tmp_path):
+    # the pool, samples and reference rollouts in the regime come from time_to_accuracy.csv, not from the label
+    for name in ("time_to_accuracy", "time_to_accuracy_summary"):
+        shutil.copy(results.path(name, ROOT / "data" / "results"), tmp_path / f"{name}.csv")
+    regimes = [k.regime for k in _checks(tmp_path, "basis-accuracy") if "reference stage (" in k.regime]
+    assert regimes and all("8 samples of each, 2,048 rollouts" in r for r in regimes), regimes
+    df = results.read("time_to_accuracy", tmp_path)
+    ref = df["label"] == "basis_g1_pool256_ref8"
+    df.loc[ref, "reference_samples"], df.loc[ref, "reference_rollouts"] = 4, 1024
+    results.write_csv(tmp_path / "time_to_accuracy.csv", df.to_dict("records"), list(df.columns))
+    ks = [k for k in _checks(tmp_path, "basis-accuracy") if "reference stage (" in k.regime]
+    assert ks and all("4 samples of each, 1,024 rollouts" in k.regime for k in ks), [k.regime for k in ks]
+    assert any("BASIS 1,024 more before step 0" in (k.why or "") for k in ks)

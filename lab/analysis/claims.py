@@ -407,15 +407,9 @@ def real_effect(root, a: str, ga: int, b: str, gb: int, j: int) -> Measured | No
 
 
 def _seed_ratio(xa: pd.Series, xb: pd.Series, *, paired: bool) -> Measured | None:
-    """Per-seed value errors (seed -> MSE) of a against b: the paired ratio on the seeds both have (same runs),
-    else the unpaired ratio of geometric means (Welch t on the log). A corrected MSE <= 0 (MC noise) has no log."""
-    if paired:
-        seeds = sorted(s for s in set(xa.index) & set(xb.index) if xa[s] > 0 and xb[s] > 0)
-        return Measured(stats.paired_ratio([xa[s] for s in seeds], [xb[s] for s in seeds])) if seeds else None
-    la, lb = [math.log(v) for v in xa if v > 0], [math.log(v) for v in xb if v > 0]
-    if len(la) < 2 or len(lb) < 2:
-        return None
-    return Measured(stats.unpaired_log_ratio(la, lb))
+    """Per-seed value errors (seed -> MSE) of a against b: :func:`lab.analysis.stats.seed_ratio`."""
+    e = stats.seed_ratio(xa.to_dict(), xb.to_dict(), paired=paired)
+    return Measured(e) if e is not None else None
 
 
 def _real_src(a, ga, b, gb, j):
@@ -687,9 +681,26 @@ def _basis_g8(root) -> list[Check]:
     return _basis_checks(root, "basis-g8", "grpo", 8, "G = 1 vs G = 8, J = 1", gradients=False)
 
 
+def _reference_stage(root, label: str) -> tuple[int, int, int] | None:
+    """(pool size, reference samples per prompt, reference rollouts) of a time-to-accuracy label, from
+    ``time_to_accuracy.csv``'s rows (None when the file or the label is not there yet)."""
+    try:
+        df = _read("time_to_accuracy", root)
+    except _Missing:
+        return None
+    cols = ("train_pool_size", "reference_samples", "reference_rollouts")
+    rows = df[_is(df, "label", label)] if "label" in df.columns and all(c in df.columns for c in cols) else df.iloc[:0]
+    if rows.empty:
+        return None
+    return tuple(int(_num(rows.iloc[0][c])) for c in cols)
+
+
 def _basis_accuracy(root) -> list[Check]:
     c = CLAIMS_BY_KEY["basis-accuracy"]
-    ref = "a pool of 256 prompts, BASIS with its reference stage (8 samples of each, 2,048 rollouts before step 0)"
+    size = _reference_stage(root, "basis_g1_pool256_ref8")
+    pool, m, n_ref = size or (256, 8, 256 * 8)  # the label's name says pool and m; the file gives what ran
+    ref = (f"a pool of {pool:,} prompts, BASIS with its reference stage ({m} samples of each, {n_ref:,} rollouts "
+           "before step 0)")
     return [_acc_check(root, c, "basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256", f"G = 1, J = 1 both, {ref}"),
             _acc_check(root, c, "basis_g1", "reinforce_plus_plus_g1", "G = 1, J = 1 both, 64 prompts/step, no reference stage",
                        reading="extension", why="without a reference stage BASIS's prior is the lab's running one"),
@@ -698,7 +709,7 @@ def _basis_accuracy(root) -> list[Check]:
             _acc_check(root, c, "basis_g1_pool256_ref8", "grpo_g8_pool256",
                        f"BASIS G = 1 vs GRPO G = 8 (8 prompts/step), {ref}; equal rollouts a step", reading="regime",
                        why="the paper's \"close to 8-rollout GRPO at about half the compute\" is not a direction; here "
-                           "both draw 64 rollouts a step and BASIS 2,048 more before step 0 (time_to_accuracy_summary.csv's "
+                           f"both draw 64 rollouts a step and BASIS {n_ref:,} more before step 0 (time_to_accuracy_summary.csv's "
                            "rollouts to target count them)")]
 
 

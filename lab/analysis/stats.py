@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -335,3 +335,21 @@ def unpaired_log_ratio(log_a: Sequence[float], log_b: Sequence[float], *, unit: 
     d = welch_difference(ma, sa, na, mb, sb, nb, unit=unit)
     return Effect(math.exp(d.value), math.exp(d.low), math.exp(d.high), d.n, unit, d.se, d.df, True,
                   "Welch t on the log (unpaired)")
+
+
+def seed_ratio(a: Mapping, b: Mapping, *, paired: bool, unit: str = "seeds") -> Effect | None:
+    """a against b from per-seed values (seed -> a positive error such as an MSE): the
+    :func:`paired_ratio` on the seeds both have when they are the same runs (``paired``), else
+    the :func:`unpaired_log_ratio` of all seeds of each. A value <= 0 (a bias-corrected MSE
+    that Monte-Carlo noise pushed below 0) has no log and is left out; None below 2 seeds a side.
+
+    >>> round(seed_ratio({0: 1.0, 1: 1.2, 2: 0.0}, {0: 2.0, 1: 2.0, 2: 2.0}, paired=True).value, 3)
+    0.548
+    >>> seed_ratio({0: 1.0}, {0: 2.0}, paired=True) is None
+    True
+    """
+    if paired:
+        seeds = sorted(s for s in set(a) & set(b) if a[s] > 0 and b[s] > 0)
+        return paired_ratio([a[s] for s in seeds], [b[s] for s in seeds], unit=unit) if len(seeds) >= 2 else None
+    la, lb = [math.log(v) for v in a.values() if v > 0], [math.log(v) for v in b.values() if v > 0]
+    return unpaired_log_ratio(la, lb, unit=unit) if len(la) >= 2 and len(lb) >= 2 else None
