@@ -14,7 +14,8 @@ sentence is there and names that verdict.
 
 Each notebook is executed once per session (a module-level cache): the checks, the budget and
 the static rendering (the executed copy converted to HTML by nbconvert must show one PNG per
-plotly figure, ``lab.notebook.static_images``) are separate tests on that one execution.
+plotly figure, ``lab.notebook.static_images``) are separate tests on that one execution. The
+HTML goes to ``artifacts/notebooks/`` (ignored by git), to read a lesson as GitHub would show it.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ NOTEBOOKS = (
     "06_launch_training",
 )
 CPU_BUDGET_S = 120.0
+ARTIFACTS = ROOT / "artifacts" / "notebooks"  # the executed lessons as HTML (ignored by git)
 MAX_CODE_LINES = 25
 
 # expressions evaluated in the kernel after the notebook ran: name -> (expression, expected JSON value)
@@ -250,6 +252,8 @@ def test_executed_notebook_converted_to_html_shows_a_static_image_per_plotly_fig
     pngs = sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     html, _ = HTMLExporter().from_notebook_node(nb)
     images = len(re.findall(r'<img[^>]*src="data:image/png;base64,', html))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)  # for a person to read the lesson as GitHub would show it
+    (ARTIFACTS / f"{name}.html").write_text(html, encoding="utf-8")
     assert figures >= 1 and pngs == figures and images == figures, f"{name}: {figures} plotly figures, {pngs} PNG outputs, {images} images in the HTML"
 
 
