@@ -40,7 +40,7 @@ import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pandas as pd
 
@@ -291,6 +291,9 @@ BANDITS = {"bandit": "value_mse", "bandit (calibrated)": "value_mse_calibrated",
 """The bandit settings and their results files: the default world; the world fitted to the real runs' drift over
 their 31 steps; and the long horizon (hundreds of steps; ``benchmarks/value_mse.py --long``)."""
 POSTERIOR = "posterior"
+KRPO_BANDIT_G = {"bandit": (2, 4, 8, 16), "bandit (calibrated)": (2, 4, 8, 16), "bandit (long)": (2, 4, 8, 12)}
+"""The group sizes of KRPO's value rows in each bandit world: those its sweep runs (``benchmarks/value_mse.py``:
+G ∈ {1, 2, 4, 8, 16}; ``--long``: G ∈ {2, 4, 8, 12}, KRPO's reference code's 12)."""
 
 
 def floor_of(label: str, reference: int = 8) -> str:
@@ -364,9 +367,12 @@ def world_note(root, name: str = "value_mse_calibrated") -> str:
     return "" if not w else " (world: " + ", ".join(f"{k} = {w[k]:g}" for k in ("trend", "learn", "slope", "drift", "spread") if k in w) + ")"
 
 
-def _bandit_checks(root, claim: Claim, a: str, ga: int, b: str, gb: int, j: int, regime: str, **kw) -> list[Check]:
+def _bandit_checks(root, claim: Claim, a: str, ga: int, b: str, gb: int, j: int, regime: str, *,
+                   settings: Sequence[str] | None = None, **kw) -> list[Check]:
     out = []
     for setting, name in BANDITS.items():
+        if settings is not None and setting not in settings:
+            continue
         def measure(name=name):
             return bandit_effect(_read(name, root), a, ga, b, gb, j)
         out.append(check(claim, setting, regime, _bandit_src(name, a, ga, b, gb, j, root), measure, **kw))
@@ -561,9 +567,9 @@ def _kae_accuracy(root) -> list[Check]:
 def _krpo_value(root) -> list[Check]:
     c = CLAIMS_BY_KEY["krpo-value"]
     out = []
-    for g in (2, 4, 8, 12):
+    for g in (2, 4, 8, 12, 16):  # each world at the G its sweep runs (KRPO's reference code: 12, in the long sweep)
         out += _bandit_checks(root, c, "krpo", g, "grpo", g, 1, f"G = {g}, J = 1 (identity predicts ×{_harmonic(g):.2f})",
-                              identity="krpo-harmonic")
+                              settings=[w for w, gs in KRPO_BANDIT_G.items() if g in gs], identity="krpo-harmonic")
     out += [check(c, "real runs", f"G = {g}, J = 1 (identity predicts ×{_harmonic(g):.2f})", _real_src("krpo", g, "grpo", g, 1),
                   lambda g=g: real_effect(root, "krpo", g, "grpo", g, 1), identity="krpo-harmonic") for g in (2, 4, 8)]
     out += _grad_checks(root, c, "krpo", "grpo", (2, 4, 8))
