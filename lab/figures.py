@@ -127,15 +127,32 @@ def _faint(hex_color: str, alpha: float) -> str:
 
 def _layout(fig: go.Figure, *, title: str | None, x: str, y: str, log_y: bool = False,
             hovermode: str = "closest") -> go.Figure:
+    # the title at the top of the figure and the legend (a row above the plot) below it: with the
+    # title in plotly's default place the two overlapped in every titled figure with a legend
+    legend = _legend_place(fig)
+    above = legend["orientation"] == "h"
     fig.update_layout(
-        title=title, template="plotly_white", margin=dict(l=60, r=20, t=50 if title else 20, b=50),
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0), hovermode=hovermode,
+        title=dict(text=title, yref="container", y=1, yanchor="top", pad=dict(t=12), x=0.01, xanchor="left") if title else None,
+        template="plotly_white", margin=dict(l=60, r=20, t=(80 if above else 50) if title else 20, b=50),
+        legend=legend, hovermode=hovermode,
     )
     fig.update_xaxes(title_text=x)
     fig.update_yaxes(title_text=y)
     if log_y:  # the axis type is set only when asked: a category axis (labels on y) stays one
         fig.update_yaxes(type="log")
     return fig
+
+
+LEGEND_ROW_CHARS = 90
+"""A legend whose entries hold more characters than this (or more than 6 entries) goes to the right of the plot,
+one entry a line: above the plot it would wrap into rows that cover the title."""
+
+
+def _legend_place(fig: go.Figure) -> dict:
+    names = [str(t.name) for t in fig.data if t.name and t.showlegend is not False]
+    if len(names) > 6 or sum(len(n) + 4 for n in names) > LEGEND_ROW_CHARS:
+        return dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01)
+    return dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)
 
 
 def band_trace(x: Sequence, lo: Sequence, hi: Sequence, color: str, name: str, *, group: str | None = None,

@@ -376,3 +376,18 @@ def test_an_estimator_keeps_its_colour_whatever_it_is_drawn_with():
     g = pd.DataFrame({"rollout": [0, 1], "reward": [1.0, 0.0], "advantage": [0.5, -0.5], "advantage__basis": [1.0, -1.0]})
     bars = charts.group_figure(g, "grpo", "basis").data
     assert bars[0].marker.color == figures.GREY and len({b.marker.color for b in bars}) == 3
+
+
+@pytest.mark.parametrize("names, where", [(["a", "b"], "above"), ([f"run-{i}" for i in range(8)], "right"),
+                                          (["basis(fallback=prior, online_prior=missing, beta_selection=crossfit)",
+                                           "basis(fallback=zero, online_prior=missing, beta_selection=crossfit)"], "right")])
+def test_a_titled_figure_keeps_its_legend_off_the_title(names, where):
+    # plotly's default title sits in the top margin where a row legend above the plot also goes (lessons 01-05 showed both
+    # on top of each other); a long legend would wrap into rows over the title: it goes to the right instead
+    df = pd.DataFrame({"run": np.repeat(names, 2), "step": [0, 1] * len(names), "value": np.arange(2.0 * len(names))})
+    fig = figures.curves_figure(df, title="A title")
+    assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top"
+    if where == "above":
+        assert fig.layout.legend.orientation == "h" and fig.layout.legend.yanchor == "bottom" and fig.layout.margin.t >= 80
+    else:
+        assert fig.layout.legend.orientation == "v" and fig.layout.legend.x > 1
