@@ -110,7 +110,7 @@ CHECKS = {
             "abs(float(run.metrics[['est/weight_group', 'est/weight_history', 'est/weight_batch']].mean().sum()) - 1) < 1e-6", True),
         "every estimator was probed, and the fair kae replayed": ("sorted(wide.columns)", ["basis", "blend", "kae", "kae (min_width=4)", "rloo"]),
         "the replay reproduced the run's kae and blend baselines": ("replay_ok", True),
-        "per-rollout source shares sum to one": ("bool(((shares[['group', 'history', 'batch']].sum(1) - 1).abs() < 1e-9).all())", True),
+        "per-rollout source shares sum to one": ("bool(((shares[['group', 'history', 'batch']].sum(axis=1) - 1).abs() < 1e-9).all())", True),
         "the history share grows once a prompt has been seen": ("bool(by_visit['history'].iloc[0] < by_visit['history'].iloc[1:].mean())", True),
     },
     "06_launch_training": {
@@ -253,7 +253,8 @@ def test_executed_notebook_converted_to_html_shows_a_static_image_per_plotly_fig
     html, _ = HTMLExporter().from_notebook_node(nb)
     images = len(re.findall(r'<img[^>]*src="data:image/png;base64,', html))
     ARTIFACTS.mkdir(parents=True, exist_ok=True)  # for a person to read the lesson as GitHub would show it
-    (ARTIFACTS / f"{name}.html").write_text(html, encoding="utf-8")
+    shown = nbformat.from_dict({**nb, "cells": nb.cells[:-1]})  # without the test's own last cell
+    (ARTIFACTS / f"{name}.html").write_text(HTMLExporter().from_notebook_node(shown)[0], encoding="utf-8")
     assert figures >= 1 and pngs == figures and images == figures, f"{name}: {figures} plotly figures, {pngs} PNG outputs, {images} images in the HTML"
 
 
@@ -267,6 +268,9 @@ def test_notebook_runs_top_to_bottom_and_shows_what_it_says(name, tmp_path_facto
     assert any(tmp_path.rglob("config.json")), "the live run wrote its run directory under LAB_NOTEBOOK_RUNS"
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream")
     assert "lab app --runs" in printed, "the lesson shows how to open its runs in the dashboard"
+    warned = [o.get("text", "")[:200] for c in nb.cells[:-1] if c.cell_type == "code" for o in c.outputs
+              if o.output_type == "stream" and o.get("name") == "stderr" and "Warning" in o.get("text", "")]
+    assert not warned, f"{name}: a lesson cell shows a warning to the reader: {warned}"
 
 
 @pytest.mark.slow
