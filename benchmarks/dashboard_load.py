@@ -49,8 +49,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
 FIELDS = ["page", "measured_in", "cache", "seconds", "min_s", "max_s", "repeats", "target_s", "meets_target",
           "ratio_to_empty", "runs", "runs_overlaid", "steps", "git_commit", "created"]
+# set before the page's own scripts run: remembers that a script run began (so "not running" below means "over",
+# never "not started yet"); a fixed wait for it would be counted in every time measured
+SAW_RUN_JS = """window.__labRan = false;
+new MutationObserver(() => {
+  if (document.querySelector('[data-testid="stApp"][data-test-script-state="running"]')) window.__labRan = true;
+}).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-test-script-state"]});"""
 # every chart placed is drawn (marks in its plot area) and the script run is over
 DRAWN_JS = """() => {
+  if (!window.__labRan) return false;
   if (!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')) return false;
   if (!document.querySelector('[data-testid="stMain"] h1, [data-testid="stMain"] p')) return false;
   const placed = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
@@ -197,10 +204,10 @@ def _stop(proc) -> None:
 def _visit(browser, url: str) -> float:
     """Seconds from navigation start to the last chart drawn, in a fresh browser context."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx.add_init_script(SAW_RUN_JS)
     page = ctx.new_page()
     page.goto(url, wait_until="domcontentloaded", timeout=300_000)
-    page.wait_for_timeout(300)  # let the first script run begin before judging "over"
-    page.wait_for_function(DRAWN_JS, timeout=300_000, polling=50)
+    page.wait_for_function(DRAWN_JS, timeout=120_000, polling=50)
     ms = page.evaluate("() => performance.now()")
     ctx.close()
     return ms / 1000.0
