@@ -11,11 +11,14 @@ for 2, all through ``lab.runs``), then measures two ways:
   re-run: what a person waiting on a widget change sees). Python imports are warmed up
   first on a tiny root, so cold is the data cost, not the interpreter's.
 * **chromium** (what a user waits for): ``lab app`` on the root, headless Chromium through
-  Playwright; the time from navigation start to the last chart drawn (every chart placed
-  has its SVG marks and the script run is over), on the *first visit* (a fresh server,
-  nothing cached) and on a *revisit* (a new browser session, the server's caches warm).
-  An empty Streamlit page is measured the same way in the same run, and each time is also
-  given as a ratio to it (the machine is shared and noisy).
+  Playwright; the time from navigation start to the page drawn (the script run over, the
+  page's charts placed with SVG marks and its table drawn: :data:`PAGES`), on the *first
+  visit* (a fresh server and browser profile, nothing cached) and on a *revisit* (the same
+  URL opened again in that browser: its HTTP cache and the server's caches warm). Two
+  reference pages are measured the same way in the same run: an empty Streamlit page (each
+  time is also given as a ratio to it: the machine is shared and noisy) and one with a
+  single three-point chart (the floor of any page with a chart: Streamlit's client, then
+  plotly.js loaded and started).
 
 Pages: ``runs`` (listing every run, default selection) and ``curves`` (10 runs'
 ``reward/mean``, smoothed). Medians go to ``data/results/dashboard_load.csv`` through
@@ -55,14 +58,25 @@ SAW_RUN_JS = """window.__labRan = false;
 new MutationObserver(() => {
   if (document.querySelector('[data-testid="stApp"][data-test-script-state="running"]')) window.__labRan = true;
 }).observe(document, {subtree: true, childList: true, attributes: true, attributeFilter: ["data-test-script-state"]});"""
-# every chart placed is drawn (marks in its plot area) and the script run is over
-DRAWN_JS = """() => {
+# the script run is over and the page shows what it should: at least ``want.plotly`` charts with marks in their plot
+# area and ``want.grid`` tables drawn (Streamlit places a chart only once plotly.js has loaded, well after the script
+# ended: counting only the charts already placed stopped the clock before any chart was there)
+DRAWN_JS = """(want) => {
   if (!window.__labRan) return false;
   if (!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')) return false;
   if (!document.querySelector('[data-testid="stMain"] h1, [data-testid="stMain"] p')) return false;
   const placed = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  if (placed.length < (want.plotly || 0)) return false;
+  if (document.querySelectorAll('[data-testid="stDataFrame"] canvas').length < (want.grid || 0)) return false;
   return placed.every(c => c.querySelectorAll('.cartesianlayer .trace path, .cartesianlayer .trace image').length > 0);
 }"""
+PAGES = {"empty": {}, "one_chart": {"plotly": 1}, "runs": {"plotly": 1, "grid": 1}, "curves": {"plotly": 1}}
+"""What each measured page must show before its clock stops (``empty`` and ``one_chart`` are the references)."""
+REFERENCE_PAGES = {"empty": "import streamlit as st\n\nst.write('empty')\n",
+                   "one_chart": "import plotly.graph_objects as go\nimport streamlit as st\n\nst.write('one chart')\n"
+                                "st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[0, 1, 0])))\n"}
+"""An empty Streamlit page, and one with a single three-point plotly chart: the floor a page with a chart
+cannot go under on this machine (Streamlit's client, then plotly.js loaded and started)."""
 ESTIMATORS = ("grpo", "kae", "rloo", "krpo", "basis")
 METRIC_NAMES = (
     ["reward/mean", "reward/accuracy", "reward/errors", "loss/total", "actor/pg_loss", "actor/clip_frac_low",
@@ -201,16 +215,21 @@ def _stop(proc) -> None:
         proc.wait()
 
 
-def _visit(browser, url: str) -> float:
-    """Seconds from navigation start to the last chart drawn, in a fresh browser context."""
+def _visits(browser, url: str, want: dict) -> dict[str, float]:
+    """Seconds from navigation start to the last chart drawn: the *first visit* in a fresh browser
+    profile (nothing cached), then the *revisit*, the same URL opened again in that browser (its
+    HTTP cache warm, as when a person comes back to the dashboard; the server's caches warm too)."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     ctx.add_init_script(SAW_RUN_JS)
-    page = ctx.new_page()
-    page.goto(url, wait_until="domcontentloaded", timeout=300_000)
-    page.wait_for_function(DRAWN_JS, timeout=120_000, polling=50)
-    ms = page.evaluate("() => performance.now()")
+    out = {}
+    for visit in ("first_visit", "revisit"):
+        page = ctx.new_page()
+        page.goto(url, wait_until="domcontentloaded", timeout=300_000)
+        page.wait_for_function(DRAWN_JS, arg=want, timeout=120_000, polling=50)
+        out[visit] = page.evaluate("() => performance.now()") / 1000.0
+        page.close()
     ctx.close()
-    return ms / 1000.0
+    return out
 
 
 def measure_browser(root: Path, names: list[str], repeats: int) -> list[dict]:
@@ -219,29 +238,30 @@ def measure_browser(root: Path, names: list[str], repeats: int) -> list[dict]:
 
     from lab import applaunch
 
-    empty = root.parent / "empty_page.py"
-    empty.write_text("import streamlit as st\n\nst.write('empty')\n")
     sel = "&".join(f"run={root.name}/{n}" for n in names[:10])
     targets = {"runs": "", "curves": f"curves?{sel}&metric=reward/mean"}
     out: dict = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         for _ in range(repeats):
-            port = applaunch.free_port(8750)
-            cmd = applaunch.streamlit_command(port)
-            cmd[cmd.index(str(applaunch.APP_MAIN))] = str(empty)
-            proc = _serve(cmd, dict(os.environ), port)
-            try:
-                for visit in ("first_visit", "revisit"):
-                    out.setdefault(("empty", visit), []).append(_visit(browser, f"http://127.0.0.1:{port}/"))
-            finally:
-                _stop(proc)
+            for page, text in REFERENCE_PAGES.items():
+                script = root.parent / f"{page}_page.py"
+                script.write_text(text)
+                port = applaunch.free_port(8750)
+                cmd = applaunch.streamlit_command(port)
+                cmd[cmd.index(str(applaunch.APP_MAIN))] = str(script)
+                proc = _serve(cmd, dict(os.environ), port)
+                try:
+                    for visit, t in _visits(browser, f"http://127.0.0.1:{port}/", PAGES[page]).items():
+                        out.setdefault((page, visit), []).append(t)
+                finally:
+                    _stop(proc)
             for page, path in targets.items():  # a fresh server per page: its first visit reads every file
                 port = applaunch.free_port(8750)
                 proc = _serve(applaunch.streamlit_command(port), applaunch.app_env([str(root)]), port)
                 try:
-                    for visit in ("first_visit", "revisit"):
-                        out.setdefault((page, visit), []).append(_visit(browser, f"http://127.0.0.1:{port}/{path}"))
+                    for visit, t in _visits(browser, f"http://127.0.0.1:{port}/{path}", PAGES[page]).items():
+                        out.setdefault((page, visit), []).append(t)
                 finally:
                     _stop(proc)
         browser.close()
@@ -251,8 +271,8 @@ def measure_browser(root: Path, names: list[str], repeats: int) -> list[dict]:
         base = statistics.median(out[("empty", visit)])
         rows.append({"page": page, "measured_in": "chromium", "cache": visit, "seconds": round(med, 4),
                      "min_s": round(min(ts), 4), "max_s": round(max(ts), 4), "repeats": len(ts),
-                     "target_s": None if page == "empty" else TARGETS[visit],
-                     "meets_target": None if page == "empty" else med <= TARGETS[visit],
+                     "target_s": None if page in REFERENCE_PAGES else TARGETS[visit],
+                     "meets_target": None if page in REFERENCE_PAGES else med <= TARGETS[visit],
                      "ratio_to_empty": round(med / base, 3), "runs": len(names),
                      "runs_overlaid": 10 if page == "curves" else None})
     return rows

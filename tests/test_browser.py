@@ -151,6 +151,15 @@ def _settle(page) -> None:
     page.wait_for_function(SCRIPT_DONE, timeout=TIMEOUT)
     page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(
         c => c.querySelector('.js-plotly-plot .main-svg'))""", timeout=TIMEOUT)
+    # Streamlit places a chart only once plotly.js has loaded, after the script run: wait until no more arrive,
+    # or a chart not placed yet would go unchecked
+    placed = -1
+    for _ in range(20):
+        now = page.locator('[data-testid="stPlotlyChart"]').count()
+        if now == placed:
+            break
+        placed = now
+        page.wait_for_timeout(1000)
 
 
 def _checked(page) -> list[dict]:
