@@ -49,8 +49,8 @@ browser:
 #     BASIS m in {4,8,16,32} x 3 beta grids) ~12 min idle / ~35 min on a loaded core (the floor dominates)
 #   real runs, 3 seeds per cell (value_mse_real ~5 min, BASIS with its reference stage 16 seeds ~5 min, learning curve ~10 min, time to accuracy ~45 min,
 #     grad_variance 3 snapshots ~20 min, KRPO partial credit G = 12, 8 seeds ~12 min, KL3 entropy 8 seeds ~8 min)
-#   total ~2.3 CPU-hours. The accuracy claims (+0.014) need ~20-30 seeds per label to decide
-#   (docs/claims.md gives each row's minimum detectable effect); at 3 seeds they stay inconclusive.
+#   total ~2.3 CPU-hours. The accuracy claims (+0.014) stay inconclusive at 12 seeds a label: docs/claims.md
+#   gives each row's minimum detectable effect and the seeds that would decide it (computed, not guessed here).
 bench: setup
 	nice -n 5 $(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/value_mse.py

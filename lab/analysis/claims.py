@@ -807,8 +807,8 @@ CLAIMS: tuple[Claim, ...] = (
           "44.54 vs 42.88 (DAPO) and 41.49 vs 40.10 (MATH), Qwen2.5-Math-7B: +1.39 to +1.66 points",
           f"{METHODS}, KAE, \"Claims\" (secondary write-ups)",
           "The paper compares at its own G, reuse and model (7B); only a comparison at the same G, J and prompt pool counts. "
-          "The paper's number is read as a difference of accuracy fractions (0.0139); detecting it needs ~20–30 seeds or "
-          "more eval samples per eval (see the minimum detectable effect).",
+          "The paper's number is read as a difference of accuracy fractions (0.0139); each row gives its minimum "
+          "detectable effect and the seeds that would decide it (more eval samples per eval shrink both).",
           "difference", 0.0139, _kae_accuracy, "higher"),
     Claim("krpo-value", "KRPO (arXiv 2505.07527)", "a Kalman-filtered baseline estimates the prompt's value better than "
           "GRPO's group mean (the method's premise)", "none quoted (direction only)",
