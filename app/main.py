@@ -19,6 +19,7 @@ import streamlit as st  # noqa: E402
 from app import data, state  # noqa: E402
 
 st.set_page_config(page_title="lab: RLVR runs", page_icon=":material/show_chart:", layout="wide")
+state.preload_plotly()
 
 roots = data.roots_from_env()
 table = data.runs_table(tuple(roots))

@@ -65,7 +65,7 @@ DRAWN_JS = """(want) => {
   if (!window.__labRan) return false;
   if (!document.querySelector('[data-testid="stApp"][data-test-script-state="notRunning"]')) return false;
   if (!document.querySelector('[data-testid="stMain"] h1, [data-testid="stMain"] p')) return false;
-  const placed = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  const placed = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].filter(c => !c.closest('.st-key-plotly_preload'));
   if (placed.length < (want.plotly || 0)) return false;
   if (document.querySelectorAll('[data-testid="stDataFrame"] canvas').length < (want.grid || 0)) return false;
   return placed.every(c => c.querySelectorAll('.cartesianlayer .trace path, .cartesianlayer .trace image').length > 0);

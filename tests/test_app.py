@@ -48,7 +48,7 @@ def go(at: AppTest, page: str) -> AppTest:
 
 
 def charts(at: AppTest) -> list[dict]:
-    return [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
+    return [json.loads(el.proto.spec) for el in at.main.get("plotly_chart")]  # the sidebar holds the hidden preload
 
 
 def arr(v) -> list:
@@ -89,6 +89,21 @@ def test_app_modules_doctests_pass():
 
 # --- Runs -----------------------------------------------------------------------------------
 @needs_samples
+@pytest.mark.parametrize("page", ["runs", "curves", "advantages", "value_mse", "groups", "clipping"])
+def test_every_page_places_the_hidden_plotly_preload_in_the_sidebar_before_its_own_charts(app, page):
+    # plotly.js loads when a page's first chart arrives; the hidden one-point chart makes that happen while the
+    # page's script still reads its runs (app.state.preload_plotly), and it is never one of the page's charts
+    from app.state import PRELOAD_KEY
+
+    app.run()
+    go(app, page)
+    side = [el for el in app.sidebar.get("plotly_chart")]
+    assert len(side) == 1 and side[0].proto.id.endswith(PRELOAD_KEY)
+    assert not any(el.proto.id.endswith(PRELOAD_KEY) for el in app.main.get("plotly_chart"))
+    hidden = " ".join(el.proto.body for el in app.get("html") if hasattr(el.proto, "body"))
+    assert f".st-key-{PRELOAD_KEY}" in hidden and "display: none" in hidden
+
+
 def test_runs_page_lists_every_sample_run_with_its_status(app):
     app.run()
     assert not app.exception, [e.value for e in app.exception]

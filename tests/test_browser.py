@@ -37,10 +37,11 @@ SAMPLE_RUNS = ("grpo-s0", "grpo-s1", "kae-s0", "clip-ratio", "clip-kl3")
 CORRUPTED = ("good/grpo-s0", "broken/metrics-bad-middle", "broken/samples-truncated")
 TIMEOUT = 150_000  # ms: the 2-core machine is shared
 
-# For every plotly figure on the page: was it drawn (marks inside a plot area), and do any
+# For every plotly figure of the page (the main area: the sidebar holds the app's hidden plotly.js preload,
+# app.state.preload_plotly): was it drawn (marks inside a plot area), and do any
 # filled traces (bands) draw markers? Marks: line/area paths with more than a move-to,
 # scatter points, bar and histogram paths, heatmap images.
-CHECK_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(gd => {
+CHECK_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(gd => !gd.closest('.st-key-plotly_preload')).map(gd => {
   const areas = [...gd.querySelectorAll('.draglayer .nsewdrag')].map(e => e.getBoundingClientRect());
   const inside = r => (r.width > 0 || r.height > 0) && areas.some(a =>
       r.right >= a.left - 1 && r.left <= a.right + 1 && r.bottom >= a.top - 1 && r.top <= a.bottom + 1);
@@ -149,13 +150,13 @@ def _settle(page) -> None:
     page.wait_for_function(SCRIPT_DONE, timeout=TIMEOUT)
     page.wait_for_timeout(500)
     page.wait_for_function(SCRIPT_DONE, timeout=TIMEOUT)
-    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].every(
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stMain"] [data-testid="stPlotlyChart"]')].every(
         c => c.querySelector('.js-plotly-plot .main-svg'))""", timeout=TIMEOUT)
     # Streamlit places a chart only once plotly.js has loaded, after the script run: wait until no more arrive,
     # or a chart not placed yet would go unchecked
     placed = -1
     for _ in range(20):
-        now = page.locator('[data-testid="stPlotlyChart"]').count()
+        now = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').count()
         if now == placed:
             break
         placed = now
@@ -173,7 +174,7 @@ def _checked(page) -> list[dict]:
 
 
 def _assert_drawn(page, where: str, min_charts: int = 1) -> list[dict]:
-    placed = page.locator('[data-testid="stPlotlyChart"]').count()
+    placed = page.locator('[data-testid="stMain"] [data-testid="stPlotlyChart"]').count()
     figs = _checked(page)
     assert len(figs) == placed >= min_charts, f"{where}: {placed} charts placed, {len(figs)} drawn"
     for i, f in enumerate(figs):
@@ -199,6 +200,8 @@ def test_every_page_draws_every_chart_on_sample_and_corrupted_runs(server, brows
         page.screenshot(path=str(ARTIFACTS / f"{sel}_{name}.png"), full_page=True)
         where = f"{sel}/{name}"
         assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: a Streamlit exception is shown"
+        preload = page.locator('.st-key-plotly_preload')
+        assert preload.count() == 1 and not preload.is_visible(), f"{where}: the plotly.js preload chart is not hidden"
         figs = _assert_drawn(page, where)
         if name == "curves_grouped":
             assert any(f["traces"] >= 4 for f in figs), figs  # two groups: mean lines and bands
@@ -208,7 +211,7 @@ def test_every_page_draws_every_chart_on_sample_and_corrupted_runs(server, brows
     assert not errors, errors
 
 
-LOG_DRAWN = """() => { const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+LOG_DRAWN = """() => { const gd = document.querySelector('[data-testid="stMain"] [data-testid="stPlotlyChart"] .js-plotly-plot');
     return gd && gd.layout && gd.layout.yaxis.type === 'log' && gd.querySelectorAll('.cartesianlayer .trace path').length > 0; }"""
 
 
@@ -223,7 +226,7 @@ def test_a_copied_url_restores_the_view_in_a_fresh_browser(server, browser):
     page.wait_for_function(LOG_DRAWN, timeout=TIMEOUT)
     _settle(page)
     url = page.url
-    chart = "() => { const gd = document.querySelector('[data-testid=\"stPlotlyChart\"] .js-plotly-plot'); " \
+    chart = "() => { const gd = document.querySelector('[data-testid=\"stMain\"] [data-testid=\"stPlotlyChart\"] .js-plotly-plot'); " \
             "return {y: gd.layout.yaxis.type, names: gd.data.map(t => t.name), " \
             "last: gd.data.map(t => Array.from(t.y || []).slice(-1)[0])}; }"
     before = page.evaluate(chart)
