@@ -460,7 +460,7 @@ def summarize(rows: list[dict]) -> dict[tuple[str, int, int], tuple[float, float
     out = {}
     for key, per_seed in _by_key(rows).items():
         m, lo, hi, n = stats.mean_ci(list(per_seed.values()))
-        out[key] = (m, (hi - m) / stats.t_quantile(0.975, n - 1) if n > 1 else float("nan"))
+        out[key] = (m, stats.se_from_half_width(hi - m, n))
     return out
 
 
