@@ -742,9 +742,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fit = None if args.refit else cached_fit()
         if fit is None:
             fit = fitted_world()
-            results.write_csv(DRIFT_FIT_OUT, drift_fit_rows(fit), DRIFT_FIT_FIELDS)
+            results.write_derived(DRIFT_FIT_OUT, drift_fit_rows(fit), DRIFT_FIT_FIELDS, [results.path("value_mse_real_drift")])
         else:
             print(f"the drift fit in {DRIFT_FIT_OUT.name} matches today's real-run drift: reusing it ({fit}; --refit fits again)")
+            if not results.read_sidecar(DRIFT_FIT_OUT):  # a fit saved before fits recorded their source
+                results.write_sidecar(DRIFT_FIT_OUT, {"derived_from": {"value_mse_real_drift.csv": results.source_provenance(
+                    results.path("value_mse_real_drift"))}})
         world = stretch(fit, CALIBRATED_STEPS, LONG_STEPS)
         cells = long_cells()
         args.out = args.out or LONG_OUT

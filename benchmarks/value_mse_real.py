@@ -628,9 +628,10 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     rows = [r for r in read_rows(files["runs"]) if _key(r) in wanted]
     truth = [r for r in read_rows(files["truth"]) if _key(r) in wanted]
     summary = summarize(rows)
-    write_rows(files["summary"], summary, SUMMARY_FIELDS)
+    results.write_derived(files["summary"], summary, SUMMARY_FIELDS, [files["runs"]])
     drift = drift_table(truth, steps=settings["steps"], probe_every=settings["probe_every"], match=not args.no_match)
-    write_rows(files["drift"], drift, DRIFT_FIELDS)
+    results.write_derived(files["drift"], drift, DRIFT_FIELDS, [files["truth"]])
+    results.write_sidecar(files["truth"], {"derived_from": {files["runs"].name: results.source_provenance(files["runs"])}})
     if summary:
         plot(summary, files["plot"])
     print()

@@ -73,6 +73,34 @@ def read_sidecar(csv_path: str | Path) -> dict:
     return json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {}
 
 
+def source_provenance(csv_path: str | Path) -> dict:
+    """Where a results file's numbers came from, for a file derived from it: the commits, the
+    dirty flag and the creation times its rows (``git_commit``, ``git_dirty``, ``created``
+    columns) or its sidecar (``provenance``) record; {} when it records none."""
+    meta = read_sidecar(csv_path)
+    if meta.get("derived_from"):  # itself derived: its sources' records
+        return {"derived_from": meta["derived_from"]}
+    side = meta.get("provenance") or {}
+    if side:
+        return {"git_commits": [side.get("git_commit")], "git_dirty": bool(side.get("git_dirty")),
+                "created": [side.get("created")]}
+    rows = read_rows(csv_path) if Path(csv_path).is_file() else []
+    if not rows or "git_commit" not in rows[0]:
+        return {}
+    created = sorted(r.get("created") or "" for r in rows)
+    return {"git_commits": sorted({r.get("git_commit") or "" for r in rows}),
+            "git_dirty": any(str(r.get("git_dirty")) in ("True", "true", "1") for r in rows),
+            "created": [created[0], created[-1]]}
+
+
+def write_derived(path: str | Path, rows: Iterable[dict], fieldnames: list[str], sources: Sequence[str | Path]) -> None:
+    """Write a results file computed from other results files (a summary, a fit, a table of
+    drift), atomically, with a sidecar naming each source and the provenance it records
+    (:func:`source_provenance`): a derived file carries no provenance columns of its own."""
+    write_csv(path, rows, fieldnames)
+    write_sidecar(path, {"derived_from": {Path(s).name: source_provenance(s) for s in sources}})
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Write ``text`` atomically (temp file + rename): a reader sees the old file or the new one.
 

@@ -53,3 +53,36 @@ def test_processes_appending_side_by_side_to_a_new_file_write_one_header_and_who
     lines = p.read_text().splitlines()
     assert lines[0] == "who,i" and lines.count("who,i") == 1
     assert sorted(lines[1:]) == sorted(f"{w},{i}" for w in range(4) for i in range(50))
+
+
+def test_every_committed_results_file_records_where_its_numbers_came_from():
+    # the whole class: per-row provenance columns, a sidecar with the run's provenance, or a sidecar naming the
+    # results files it was derived from (each of which records its own)
+    from lab.analysis import results
+
+    folder = results.path("value_mse").parent
+    missing = []
+    for f in sorted(folder.glob("*.csv")):
+        head = f.read_text(encoding="utf-8").splitlines()[0].split(",")
+        meta = results.read_sidecar(f)
+        if {"git_commit", "created"} <= set(head) or {"prov_git_commit", "prov_created"} <= set(head) or meta.get("provenance"):
+            continue
+        derived = meta.get("derived_from") or {}
+        if not derived or not all((folder / name).is_file() for name in derived):
+            missing.append(f.name)
+    assert not missing, f"results files without provenance: {missing}"
+
+
+def test_a_derived_file_names_its_sources_and_their_commits(tmp_path):
+    from lab.analysis import results
+
+    src = tmp_path / "runs.csv"
+    results.write_csv(src, [{"x": 1, "git_commit": "abc", "git_dirty": False, "created": "t1"},
+                            {"x": 2, "git_commit": "def", "git_dirty": True, "created": "t0"}], ["x", "git_commit", "git_dirty", "created"])
+    out = tmp_path / "summary.csv"
+    results.write_derived(out, [{"mean": 1.5}], ["mean"], [src])
+    meta = results.read_sidecar(out)
+    assert meta == {"derived_from": {"runs.csv": {"git_commits": ["abc", "def"], "git_dirty": True, "created": ["t0", "t1"]}}}
+    again = tmp_path / "fit.csv"
+    results.write_derived(again, [{"k": 0}], ["k"], [out])
+    assert results.read_sidecar(again)["derived_from"]["summary.csv"] == {"derived_from": meta["derived_from"]}
