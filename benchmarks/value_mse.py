@@ -746,8 +746,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         else:
             print(f"the drift fit in {DRIFT_FIT_OUT.name} matches today's real-run drift: reusing it ({fit}; --refit fits again)")
             if not results.read_sidecar(DRIFT_FIT_OUT):  # a fit saved before fits recorded their source
-                results.write_sidecar(DRIFT_FIT_OUT, {"derived_from": {"value_mse_real_drift.csv": results.source_provenance(
-                    results.path("value_mse_real_drift"))}})
+                results.mark_derived(DRIFT_FIT_OUT, [results.path("value_mse_real_drift")])
         world = stretch(fit, CALIBRATED_STEPS, LONG_STEPS)
         cells = long_cells()
         args.out = args.out or LONG_OUT

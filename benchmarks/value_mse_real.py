@@ -631,7 +631,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[dict]]:
     results.write_derived(files["summary"], summary, SUMMARY_FIELDS, [files["runs"]])
     drift = drift_table(truth, steps=settings["steps"], probe_every=settings["probe_every"], match=not args.no_match)
     results.write_derived(files["drift"], drift, DRIFT_FIELDS, [files["truth"]])
-    results.write_sidecar(files["truth"], {"derived_from": {files["runs"].name: results.source_provenance(files["runs"])}})
+    results.mark_derived(files["truth"], [files["runs"]])  # appended beside the runs file, from the same runs
     if summary:
         plot(summary, files["plot"])
     print()

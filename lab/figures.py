@@ -143,6 +143,9 @@ def _layout(fig: go.Figure, *, title: str | None, x: str, y: str, log_y: bool = 
     return fig
 
 
+LEGEND_RIGHT = dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01)
+"""One entry a line, to the right of the plot (many or long entries, or small multiples whose panel titles sit
+where a row legend would)."""
 LEGEND_ROW_CHARS = 90
 """A legend whose entries hold more characters than this (or more than 6 entries) goes to the right of the plot,
 one entry a line: above the plot it would wrap into rows that cover the title."""
@@ -151,7 +154,7 @@ one entry a line: above the plot it would wrap into rows that cover the title.""
 def _legend_place(fig: go.Figure) -> dict:
     names = [str(t.name) for t in fig.data if t.name and t.showlegend is not False]
     if len(names) > 6 or sum(len(n) + 4 for n in names) > LEGEND_ROW_CHARS:
-        return dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01)
+        return dict(LEGEND_RIGHT)
     return dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)
 
 
@@ -423,7 +426,7 @@ def curves_figure(df: pd.DataFrame, x: str = "step", y: str = "value", series: s
         fig = _layout(fig, title=title, x="", y="", log_y=log_y, hovermode="x unified")
         fig.update_xaxes(title_text=x, row=rows, col=1)
         # the run list beside the panels (the panel titles sit where a top legend would)
-        fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01))
+        fig.update_layout(legend=LEGEND_RIGHT)
     fig.update_xaxes(showspikes=True, spikemode="across", spikethickness=1, spikedash="dot", spikecolor="#999")
     return fig
 
@@ -620,7 +623,7 @@ def value_mse_figure(metrics_or_probes_df: pd.DataFrame, estimators: Iterable[st
     fig = _layout(fig, title=title, x="step" if not facet else "", y="value MSE (corrected)" if not facet else "",
                   log_y=log_y)
     if facet:
-        fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.01))
+        fig.update_layout(legend=LEGEND_RIGHT)
         fig.update_yaxes(matches="y")
         fig.update_xaxes(matches="x")
         fig.update_yaxes(title_text="value MSE (corrected)", row=1, col=1)

@@ -567,7 +567,7 @@ def _kae_accuracy(root) -> list[Check]:
 def _krpo_value(root) -> list[Check]:
     c = CLAIMS_BY_KEY["krpo-value"]
     out = []
-    for g in (2, 4, 8, 12, 16):  # each world at the G its sweep runs (KRPO's reference code: 12, in the long sweep)
+    for g in sorted({g for gs in KRPO_BANDIT_G.values() for g in gs}):  # each world at the G its sweep runs
         out += _bandit_checks(root, c, "krpo", g, "grpo", g, 1, f"G = {g}, J = 1 (identity predicts ×{_harmonic(g):.2f})",
                               settings=[w for w, gs in KRPO_BANDIT_G.items() if g in gs], identity="krpo-harmonic")
     out += [check(c, "real runs", f"G = {g}, J = 1 (identity predicts ×{_harmonic(g):.2f})", _real_src("krpo", g, "grpo", g, 1),

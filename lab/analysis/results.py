@@ -98,7 +98,13 @@ def write_derived(path: str | Path, rows: Iterable[dict], fieldnames: list[str],
     drift), atomically, with a sidecar naming each source and the provenance it records
     (:func:`source_provenance`): a derived file carries no provenance columns of its own."""
     write_csv(path, rows, fieldnames)
-    write_sidecar(path, {"derived_from": {Path(s).name: source_provenance(s) for s in sources}})
+    mark_derived(path, sources)
+
+
+def mark_derived(path: str | Path, sources: Sequence[str | Path]) -> Path:
+    """The sidecar of a derived results file (written by :func:`write_derived`, or beside a file
+    appended row by row): each source's name and the provenance it records."""
+    return write_sidecar(path, {"derived_from": {Path(s).name: source_provenance(s) for s in sources}})
 
 
 def write_text(path: str | Path, text: str) -> None:
