@@ -64,8 +64,9 @@ prefixes). Side by side (``--jobs 2``, the default) gave 1.2× the throughput of
 time (a short G = 8 and G = 1 pair: 6.6 s + 8.6 s in turn, 12.9 s together; two threads for
 one run was far slower on the shared cores). The first 9 labels × 3 seeds = 27 runs took 23 min
 side by side (their rows' ``created`` times, 2026-12-03; 55–130 s a run); with the two G = 4,
-J = 10 labels and 12 seeds for the :data:`DECIDING` labels the sweep is 7 × 3 + 4 × 12 = 69 runs,
-about an hour. Hence :data:`STEPS` = 300 (in a trial run on the shipped
+J = 10 labels, the pool labels, 12 seeds for the :data:`DECIDING` labels and 60 for the :data:`POWERED` pair the
+sweep is 7 × 3 + 5 × 12 + 2 × 60 = 201 runs, 37–118 s a run side by side (the committed rows' ``elapsed_s``):
+about 2 hours on 2 cores (~3.9 CPU-h). Hence :data:`STEPS` = 300 (in a trial run on the shipped
 model GRPO's curve had levelled off by about step 120); the default 400 would not leave that
 margin.
 """
@@ -119,6 +120,25 @@ DECIDING = ("basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256", "kae_g4_r
 the claims count (``lab.analysis.claims``), GRPO-8 on the same pool (BASIS's compute comparison) and BASIS without
 its reference stage against REINFORCE++ (the lab's reading, shown)."""
 DECIDING_SEEDS = tuple(range(12))
+POWERED = {"basis_g1_pool256_ref8": 60, "reinforce_plus_plus_g1_pool256": 60}
+"""Labels run past :data:`DECIDING_SEEDS`, to this many seeds (0..n−1). The count was fixed before the added seeds
+ran, from the 12-seed rows of BASIS's counted accuracy check (BASIS with its reference stage against REINFORCE++:
++0.026 [−0.015, +0.066], ~57 seeds a label to decide at that effect, ~60 min side by side for the added 96 runs).
+Because the count depends on the first 12 seeds' effect, the claims also judge the check on the added seeds
+alone (seeds 12 and up). KAE's counted check (G = 4, J = 10) needed ~149 seeds a label (~3.6 CPU-h more): left
+inconclusive with its minimum detectable effect."""
+
+def seeds_by_default(label: str) -> list[int]:
+    """The seeds a plain run trains for ``label``: :data:`POWERED`'s count, else :data:`DECIDING_SEEDS` for a
+    :data:`DECIDING` label, else :data:`SEEDS`.
+
+    >>> seeds_by_default("grpo_g8"), len(seeds_by_default("basis_g1")), len(seeds_by_default("basis_g1_pool256_ref8"))
+    ([0, 1, 2], 12, 60)
+    """
+    if label in POWERED:
+        return list(range(POWERED[label]))
+    return list(DECIDING_SEEDS if label in DECIDING else SEEDS)
+
 
 RUN_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step", "prompt_reuse", "train_pool_size",
               "reference_samples", "reference_rollouts", "seed", "step", "rollouts", "elapsed_s", "eval_accuracy", "final"]
@@ -565,7 +585,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--labels", nargs="+", default=None, choices=list(LABELS), metavar="LABEL",
                     help=f"labels to run (default all: {' '.join(LABELS)})")
     ap.add_argument("--seeds", type=int, nargs="+", default=None,
-                    help=f"seeds to run for every label (default: 0 1 2, and 0..{len(DECIDING_SEEDS) - 1} for {', '.join(DECIDING)})")
+                    help=f"seeds to run for every label (default: 0 1 2; 0..{len(DECIDING_SEEDS) - 1} for "
+                         f"{', '.join(lb for lb in DECIDING if lb not in POWERED)}; "
+                         + "; ".join(f"0..{n - 1} for {lb}" for lb, n in POWERED.items()) + ")")
     ap.add_argument("--steps", type=int, default=None, help=f"training steps per run (default {STEPS})")
     ap.add_argument("--eval-every", type=int, default=None, help=f"held-out eval every N steps (default {EVAL_EVERY})")
     ap.add_argument("--eval-prompts", type=int, default=None, help="held-out eval prompts (default: TrainConfig's, 64)")
@@ -590,7 +612,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     def seeds_of(label: str) -> list[int]:
         if args.seeds is not None:
             return list(args.seeds)
-        return [0] if args.quick else list(DECIDING_SEEDS if label in DECIDING else SEEDS)
+        return [0] if args.quick else seeds_by_default(label)
 
     if steps < 1:
         ap.error(f"--steps must be >= 1, got {steps}")

@@ -213,6 +213,10 @@ def test_the_labels_of_counted_accuracy_checks_get_more_seeds_by_default(tmp_pat
     assert sorted(s for lb, s in asked if lb == "grpo_g8") == list(tta.SEEDS)
     assert sorted(s for lb, s in asked if lb == "basis_g1") == list(tta.DECIDING_SEEDS) and len(tta.DECIDING_SEEDS) >= 12
     asked.clear()
+    tta.main(["--out", str(tmp_path / "t.csv"), "--labels", "basis_g1_pool256_ref8"])  # a powered label: its own count
+    assert sorted(s for lb, s in asked) == list(range(tta.POWERED["basis_g1_pool256_ref8"]))
+    assert set(tta.POWERED) <= set(tta.DECIDING) and min(tta.POWERED.values()) > len(tta.DECIDING_SEEDS)
+    asked.clear()
     tta.main(["--out", str(tmp_path / "t.csv"), "--labels", "grpo_g8", "basis_g1", "--seeds", "5"])
     assert asked == [("grpo_g8", 5), ("basis_g1", 5)]
     # every label of an accuracy check the claims count gets the deciding seeds
