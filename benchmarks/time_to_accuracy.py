@@ -153,7 +153,9 @@ SUMMARY_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step
                   "start_accuracy", "final_accuracy", "final_ci95", "target_accuracy", "rollouts_to_target",
                   "rollouts_to_target_ci95", "seconds_to_target", "seconds_to_target_ci95", "reached_seeds",
                   "rollout_ratio_to_grpo", "rollout_ratio_geomean", "rollout_ratio_ci_low", "rollout_ratio_ci_high",
-                  "window", "fraction"]
+                  "window", "fraction", "confirm_seeds", "confirm_final_accuracy", "confirm_final_ci95"]
+"""``confirm_*``: a :data:`POWERED` label's final accuracy over its added seeds alone (seed ≥ ``len(DECIDING_SEEDS)``,
+the seeds whose number the first ones fixed): the confirmatory sample. Empty for every other label."""
 
 
 def label_name(estimator: str, group_size: int, reuse: int = 1, pool: int = 0, reference: int = 0) -> str:
@@ -335,6 +337,8 @@ def summarise(rows: list[dict], reference: str = REFERENCE, fraction: float = FR
         hits = [h for h in (first_crossing(rs, goal, window) for rs in label_runs) if h is not None]
         logs[label] = [math.log(h[0]) for h in hits if h[0] > 0]
         fin, fin_ci = mean_ci(finals)
+        added = [final_accuracy(rs, window) for rs in label_runs if int(rs[0]["seed"]) >= len(DECIDING_SEEDS)]
+        conf, conf_ci = mean_ci(added) if label in POWERED and len(added) >= 2 else ("", "")
         rol, rol_ci = mean_ci([float(h[0]) for h in hits])
         sec, sec_ci = mean_ci([h[1] for h in hits])
         out.append({
@@ -345,6 +349,8 @@ def summarise(rows: list[dict], reference: str = REFERENCE, fraction: float = FR
             "rollouts_to_target": _r(rol, 1) if hits else "", "rollouts_to_target_ci95": _r(rol_ci, 1),
             "seconds_to_target": _r(sec, 2) if hits else "", "seconds_to_target_ci95": _r(sec_ci, 2),
             "reached_seeds": len(hits), "rollout_ratio_to_grpo": None, "window": window, "fraction": fraction,
+            "confirm_seeds": len(added) if conf != "" else "", "confirm_final_accuracy": _r(conf, 4) if conf != "" else "",
+            "confirm_final_ci95": _r(conf_ci, 4) if conf != "" else "",
         })
     ref_rollouts = next((s["rollouts_to_target"] for s in out if s["label"] == reference), "")
     ref_logs = logs.get(reference, [])

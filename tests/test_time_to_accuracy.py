@@ -85,6 +85,21 @@ def test_summary_rows_ratio_and_unreached_labels():
     assert set(tta.SUMMARY_FIELDS) <= set(s["grpo_g8"])
 
 
+def test_a_powered_labels_added_seeds_get_their_own_final_accuracy_in_the_summary():
+    # the confirmatory sample: seeds from len(DECIDING_SEEDS) on, for a POWERED label only
+    label, first = "basis_g1_pool256_ref8", len(tta.DECIDING_SEEDS)
+    finals = {s: 0.1 + 0.01 * s for s in range(first + 3)}  # one eval a run: its final accuracy is that eval
+    rows = [{"label": lb, "estimator": lb.split("_g")[0], "rollouts_per_prompt": 1, "prompts_per_step": 64,
+             "prompt_reuse": 1, "seed": s, "step": 0, "rollouts": 0, "elapsed_s": 1.0, "eval_accuracy": a}
+            for lb in (label, "basis_g1") for s, a in finals.items()]
+    s = {r["label"]: r for r in tta.summarise(rows, window=1)}
+    added = [finals[k] for k in range(first, first + 3)]
+    assert s[label]["confirm_seeds"] == 3 and s[label]["seeds"] == first + 3
+    assert s[label]["confirm_final_accuracy"] == pytest.approx(sum(added) / 3)
+    assert s[label]["confirm_final_ci95"] == pytest.approx(tta.mean_ci(added)[1])
+    assert s["basis_g1"]["confirm_seeds"] == s["basis_g1"]["confirm_final_accuracy"] == ""  # not a powered label
+
+
 def test_summary_ratio_interval_is_welch_t_on_the_log_of_reaching_seeds():
     from scipy import stats as sps
 

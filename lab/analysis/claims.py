@@ -55,7 +55,8 @@ BLOCK = "results"
 VERDICTS = ("reproduced", "partly", "inconclusive", "not", "not testable here", "not tested")
 READINGS = {"paper": "the paper's reading", "extension": "a lab extension", "rejected": "a rejected reading",
             "regime": "not the paper's regime", "confounded": "confounded",
-            "sweep": "another value of a setting the paper does not give"}
+            "sweep": "another value of a setting the paper does not give",
+            "pilot": "pooled with the seeds that sized the run"}
 """How a check relates to the paper; only ``paper`` checks are tallied."""
 
 COMMANDS = {
@@ -483,24 +484,46 @@ def _grad_checks(root, claim, a: str, b: str, sizes, **kw) -> list[Check]:
             for g in sizes]
 
 
-def accuracy_effect(root, a_label: str, b_label: str) -> Measured | None:
+def accuracy_effect(root, a_label: str, b_label: str, confirm: bool = False) -> Measured | None:
     """``time_to_accuracy_summary.csv``: final accuracy of label a minus label b (different runs: Welch t, the
-    standard errors backed out of ``final_ci95``)."""
+    standard errors backed out of ``final_ci95``). ``confirm``: over the labels' confirmatory seeds alone (the
+    ``confirm_*`` columns: the seeds added once the first ones had fixed how many to run); None where either label
+    has none."""
     name = "time_to_accuracy_summary"
     df = _read(name, root)
-    _need(df, name, ("label", "seeds", "final_accuracy", "final_ci95"))
+    pre = "confirm_" if confirm else ""
+    cols = (f"{pre}seeds", f"{pre}final_accuracy", f"{pre}final_ci95")
+    if confirm and not set(cols) <= set(df.columns):
+        return None
+    _need(df, name, ("label", *cols))
     ra, rb = df[_is(df, "label", a_label)], df[_is(df, "label", b_label)]
     if ra.empty or rb.empty:
         return None
     ra, rb = ra.iloc[0], rb.iloc[0]
-    na, nb = int(ra["seeds"]), int(rb["seeds"])
-    se_a, se_b = (stats.se_from_half_width(_num(r["final_ci95"]), n) for r, n in ((ra, na), (rb, nb)))
-    return Measured(stats.welch_difference(_num(ra["final_accuracy"]), se_a, na, _num(rb["final_accuracy"]), se_b, nb))
+    if any(not math.isfinite(_num(r[c])) for r in (ra, rb) for c in cols):
+        return None
+    na, nb = int(_num(ra[cols[0]])), int(_num(rb[cols[0]]))
+    se_a, se_b = (stats.se_from_half_width(_num(r[cols[2]]), n) for r, n in ((ra, na), (rb, nb)))
+    return Measured(stats.welch_difference(_num(ra[cols[1]]), se_a, na, _num(rb[cols[1]]), se_b, nb))
 
 
-def _acc_check(root, claim, a_label, b_label, regime, **kw) -> Check:
-    src = f"time_to_accuracy_summary.csv: final_accuracy of label={a_label} − that of label={b_label} (Welch t from final_ci95)"
-    return check(claim, "real runs (accuracy)", regime, src, lambda: accuracy_effect(root, a_label, b_label), **kw)
+def _acc_check(root, claim, a_label, b_label, regime, confirm: bool = False, **kw) -> Check:
+    col = "confirm_final_accuracy" if confirm else "final_accuracy"
+    src = (f"time_to_accuracy_summary.csv: {col} of label={a_label} − that of label={b_label} "
+           f"(Welch t from {col.replace('accuracy', 'ci95')})")
+    return check(claim, "real runs (accuracy)", regime, src, lambda: accuracy_effect(root, a_label, b_label, confirm), **kw)
+
+
+def _has_confirm(root, *labels: str) -> bool:
+    """Whether every label has confirmatory seeds in ``time_to_accuracy_summary.csv``."""
+    try:
+        df = _read("time_to_accuracy_summary", root)
+    except _Missing:
+        return False
+    if "confirm_seeds" not in df.columns:
+        return False
+    return all(((rows := df[_is(df, "label", lb)]).shape[0] > 0 and math.isfinite(_num(rows.iloc[0]["confirm_seeds"])))
+               for lb in labels)
 
 
 # --- the claims ----------------------------------------------------------------------------------
@@ -707,7 +730,15 @@ def _basis_accuracy(root) -> list[Check]:
     pool, m, n_ref = size or (256, 8, 256 * 8)  # the label's name says pool and m; the file gives what ran
     ref = (f"a pool of {pool:,} prompts, BASIS with its reference stage ({m} samples of each, {n_ref:,} rollouts "
            "before step 0)")
-    return [_acc_check(root, c, "basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256", f"G = 1, J = 1 both, {ref}"),
+    pair = ("basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256")
+    if _has_confirm(root, *pair):  # the seeds added after the first ones fixed their number decide; all seeds shown
+        counted = [_acc_check(root, c, *pair, f"G = 1, J = 1 both, {ref}; the added seeds alone", confirm=True),
+                   _acc_check(root, c, *pair, f"G = 1, J = 1 both, {ref}; every seed", reading="pilot",
+                              why="pooled with the first seeds, whose effect fixed how many more to run (a second "
+                                  "look at them): the added seeds alone decide")]
+    else:
+        counted = [_acc_check(root, c, *pair, f"G = 1, J = 1 both, {ref}")]
+    return [*counted,
             _acc_check(root, c, "basis_g1", "reinforce_plus_plus_g1", "G = 1, J = 1 both, 64 prompts/step, no reference stage",
                        reading="extension", why="without a reference stage BASIS's prior is the lab's running one"),
             _acc_check(root, c, "basis_g1_reuse10", "reinforce_plus_plus_g1", "BASIS J = 10 vs REINFORCE++ J = 1",
@@ -1056,9 +1087,11 @@ RULE_TEXT = [
     "and judged on the held-out seeds. **Counting**: the tally counts only the paper's reading; rejected readings, lab",
     "extensions, rows outside the paper's regime, confounded rows and other values of a setting the paper does not give",
     "(BASIS's m on real runs: the value fixed before the runs counts) are shown, not counted. Rows that restate one",
-    "identity count once (KRPO's value rows: see below). Multiplicity: each claim's counted checks carry a",
-    "Holm-adjusted p-value against no effect (`p (Holm)`); a verdict from an interval that excludes no effect is marked",
-    "† when its Holm-adjusted p is ≥ 0.05.",
+    "identity count once (KRPO's value rows: see below). Seeds added to a check after a first look at it (BASIS's",
+    "accuracy: the first 12 seeds' effect fixed how many more to run) decide it alone; pooled with the first ones it",
+    "is shown, not counted, since counting it would look at the first seeds twice. Multiplicity: each claim's counted",
+    "checks carry a Holm-adjusted p-value against no effect (`p (Holm)`); a verdict from an interval that excludes no",
+    "effect is marked † when its Holm-adjusted p is ≥ 0.05.",
     "",
     "`floor`: the floor's own effect in that world (✓ it can reach the paper's number); `vs floor`:",
     "(estimator − floor)/(baseline − floor), the share of the baseline's excess error over the floor that the",
