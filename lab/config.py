@@ -41,8 +41,14 @@ RUN_NAME_MAX_BYTES = 255
 """Longest run name (UTF-8 bytes): a folder name on every common filesystem."""
 META_KEYS = ("format_version",)
 """Keys a saved config.json may hold besides the fields (the run format's version)."""
-MAX_REFERENCE_ROLLOUTS = 2**20
-"""Most reference-stage rollouts a run may ask for: reference_samples x (train_pool_size + probe prompts)."""
+MAX_ROLLOUTS = 2**20
+"""Most rollouts (or prompts) one stage of a run may ask for at once: a training step (prompts_per_step x
+rollouts_per_prompt), an eval (eval_prompts x eval_samples), a probe (probe_prompts x probe_samples), the prompt
+pool (train_pool_size) and the reference stage (reference_samples x its prompts). Each sizes lists and tensors
+before anything runs; past the cap a typo (10**12 for 16) would fill the memory instead of failing. 2**20 is ~30x
+the largest batches of published RLVR runs (2,048 prompts x 16)."""
+MAX_REFERENCE_ROLLOUTS = MAX_ROLLOUTS
+"""The reference stage's cap (:data:`MAX_ROLLOUTS`; the older name)."""
 MIN_REWARD_TIMEOUT_S = 1e-3
 """Shortest reward time limit: below a millisecond no reward function (not even a string compare) finishes."""
 
@@ -391,9 +397,9 @@ def validate(c: TrainConfig) -> None:
         _need(c.train_pool_size > 0, "reference_samples",
               "a reference stage samples a fixed prompt pool; add --train-pool-size N (or set --reference-samples 0)")
         total = c.reference_samples * (c.train_pool_size + (c.probe_prompts if c.probe_every and c.probe_set == "fixed" else 0))
-        _need(total <= MAX_REFERENCE_ROLLOUTS, "reference_samples",
+        _need(total <= MAX_ROLLOUTS, "reference_samples",
               f"{c.reference_samples} samples x {total // c.reference_samples} prompts = {total} reference rollouts, more than "
-              f"the cap of {MAX_REFERENCE_ROLLOUTS}; lower --reference-samples or --train-pool-size")
+              f"the cap of {MAX_ROLLOUTS}; lower --reference-samples or --train-pool-size")
     num("temperature", 0, lo_open=True)
     num("top_p", 0, 1, lo_open=True)
     pos_int("max_new_tokens")
@@ -408,6 +414,15 @@ def validate(c: TrainConfig) -> None:
     pos_int("eval_every", 0)
     pos_int("eval_prompts")
     pos_int("eval_samples")
+    for first, second, what in (("prompts_per_step", "rollouts_per_prompt", "rollouts a step"),
+                                ("eval_prompts", "eval_samples", "rollouts an eval"),
+                                ("probe_prompts", "probe_samples", "rollouts a probe")):
+        a, b = getattr(c, first), getattr(c, second)
+        _need(a * b <= MAX_ROLLOUTS, first if a >= b else second,
+              f"{a} x {b} = {a * b} {what}, more than the cap of {MAX_ROLLOUTS} (lab.config.MAX_ROLLOUTS); "
+              f"lower --{first.replace('_', '-')} or --{second.replace('_', '-')}")
+    _need(c.train_pool_size <= MAX_ROLLOUTS, "train_pool_size",
+          f"{c.train_pool_size} prompts, more than the cap of {MAX_ROLLOUTS} (lab.config.MAX_ROLLOUTS); lower --train-pool-size")
     pos_int("checkpoint_every", 0)
     pos_int("keep_checkpoints", 0)
     from lab.tasks.scoring import MAX_TIMEOUT_S

@@ -125,3 +125,45 @@ def test_the_g1_no_baseline_warning_counts_the_reference_stage_for_estimators_th
         assert warned(0) == warned(4)
     else:
         assert not warned(4)
+
+
+SIZING = [("prompts_per_step", "rollouts_per_prompt"), ("eval_prompts", "eval_samples"),
+          ("probe_prompts", "probe_samples"), ("train_pool_size", None)]
+"""Every integer field that sizes an allocation before a run starts (with the field it multiplies)."""
+
+
+@pytest.mark.parametrize("first, second", SIZING)
+def test_every_field_that_sizes_an_allocation_is_capped_with_its_field_and_fix_named(first, second):
+    # the class: a flag or a config file's integer that sizes lists and tensors (10**12 for 16 filled the memory)
+    from hypothesis import given, settings, strategies as st
+    from lab.config import INT_MAX, MAX_ROLLOUTS
+
+    other = 2 if second else None
+    big = st.integers(MAX_ROLLOUTS // (other or 1) + 1, INT_MAX)
+
+    @settings(max_examples=40, deadline=None)
+    @given(big)
+    def refused(n):
+        changes = {first: n, **({second: other} if second else {})}
+        with pytest.raises(ConfigError) as e:
+            TrainConfig(**changes)
+        msg = str(e.value)
+        assert msg.startswith(f"{first}:") and str(MAX_ROLLOUTS) in msg and f"--{first.replace('_', '-')}" in msg, msg
+
+    refused()
+    at_cap = {first: MAX_ROLLOUTS // (other or 1), **({second: other} if second else {})}
+    TrainConfig(**at_cap)  # the cap itself is allowed
+    if second:  # the larger factor is the one named, whichever field holds it
+        with pytest.raises(ConfigError, match=f"^{second}:"):
+            TrainConfig(**{first: 2, second: MAX_ROLLOUTS})
+
+
+def test_a_huge_batch_from_a_flag_or_a_config_file_fails_at_once_and_writes_no_run(tmp_path, capsys):
+    conf = tmp_path / "c.json"
+    conf.write_text(json.dumps({"eval_prompts": 10**12}))
+    out = tmp_path / "runs"
+    for args in (["--prompts-per-step", str(10**12)], ["--config", str(conf)]):
+        rc = cli.main(["train", *args, "--output-dir", str(out), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and "more than the cap of" in err, err
+    assert not out.exists() or list(out.iterdir()) == []
