@@ -364,7 +364,9 @@ METRIC_RANGES = (
     ("*_frac", (0.0, 1.0)),
     ("*_frac_*", (0.0, 1.0)),
 )
-"""(name pattern, possible range) of bounded metrics (docs/metrics.md): bands are clipped to it."""
+"""(name pattern, possible range) of bounded metrics (docs/metrics.md): bands are clipped to it. Kept here, not
+beside the names in ``lab/train/records.py``: that module imports torch (seconds), which no page but Clipping
+loads (it asks the policy rules which ones use clip bounds; a test holds the other pages to that)."""
 
 
 def metric_range(metric: str) -> tuple[float, float] | None:

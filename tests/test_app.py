@@ -480,3 +480,28 @@ def test_a_truncated_metrics_file_is_named_on_the_runs_page(monkeypatch, tmp_pat
     assert not at.exception
     line = next((m.value for m in at.markdown if "`r/torn`" in m.value), "")
     assert "metrics.jsonl" in line, [m.value for m in at.markdown]
+
+
+def test_no_page_but_clipping_imports_torch():
+    # torch takes seconds to import and the pages only read files: every page but Clipping (which asks the policy
+    # rules, torch modules, which of them use clip bounds), in a fresh interpreter
+    import subprocess
+    import sys
+
+    pages = sorted(p.stem for p in (REPO / "app" / "views").glob("*.py") if p.stem not in ("__init__", "clipping"))
+    assert {"runs", "curves"} <= set(pages)
+    code = f"""
+import json, os, sys
+os.environ["LAB_APP_ROOTS"] = json.dumps([{str(SAMPLES)!r}])
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file({MAIN!r}, default_timeout={TIMEOUT})
+at.run()
+for page in {pages!r}:
+    at.switch_page(f"views/{{page}}.py")
+    at.run()
+    assert not at.exception, (page, [e.value for e in at.exception])
+print(sorted(m for m in ("torch", "transformers") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout
