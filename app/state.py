@@ -294,6 +294,9 @@ def add_to_selection(keys: list[str]) -> None:
 
 PRELOAD_KEY = "plotly_preload"
 """The key of the hidden chart :func:`preload_plotly` places (tests and benchmarks leave it out)."""
+PRELOAD_SELECTOR = f".st-key-{PRELOAD_KEY}"
+"""The CSS selector of that chart's container in the browser (Streamlit gives a keyed element the class
+``st-key-<key>``): how browser tests and the load benchmark find it."""
 
 
 def preload_plotly() -> None:

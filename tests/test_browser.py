@@ -28,6 +28,8 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+from app.state import PRELOAD_SELECTOR  # noqa: E402  (the app's hidden plotly.js preload, left out of every check)
 CHROMIUM = os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = REPO / "artifacts" / "browser"
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -41,7 +43,7 @@ TIMEOUT = 150_000  # ms: the 2-core machine is shared
 # app.state.preload_plotly): was it drawn (marks inside a plot area), and do any
 # filled traces (bands) draw markers? Marks: line/area paths with more than a move-to,
 # scatter points, bar and histogram paths, heatmap images.
-CHECK_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(gd => !gd.closest('.st-key-plotly_preload')).map(gd => {
+CHECK_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(gd => !gd.closest('PRELOAD')).map(gd => {
   const areas = [...gd.querySelectorAll('.draglayer .nsewdrag')].map(e => e.getBoundingClientRect());
   const inside = r => (r.width > 0 || r.height > 0) && areas.some(a =>
       r.right >= a.left - 1 && r.left <= a.right + 1 && r.bottom >= a.top - 1 && r.top <= a.bottom + 1);
@@ -57,7 +59,7 @@ CHECK_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].filter(gd 
   const key = (gd.closest('[class*="st-key-"]') || {}).className || '';
   return {marks: marks.length, areas: areas.length, bandMarkers, key: String(key).slice(0, 80),
           traces: (gd._fullData || []).length};
-})"""
+})""".replace("PRELOAD", PRELOAD_SELECTOR)
 
 
 def _need(ok: bool, why: str) -> None:
@@ -200,7 +202,7 @@ def test_every_page_draws_every_chart_on_sample_and_corrupted_runs(server, brows
         page.screenshot(path=str(ARTIFACTS / f"{sel}_{name}.png"), full_page=True)
         where = f"{sel}/{name}"
         assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: a Streamlit exception is shown"
-        preload = page.locator('.st-key-plotly_preload')
+        preload = page.locator(PRELOAD_SELECTOR)
         assert preload.count() == 1 and not preload.is_visible(), f"{where}: the plotly.js preload chart is not hidden"
         figs = _assert_drawn(page, where)
         if name == "curves_grouped":
