@@ -416,7 +416,7 @@ def test_stop_event_ends_at_a_step_boundary_resumably_and_callback_sees_each_ste
 
 
 @pytest.mark.slow
-def test_ctrl_c_mid_step_and_a_failed_checkpoint_write_record_the_last_step_on_disk(tmp_path, monkeypatch):
+def test_ctrl_c_mid_step_records_the_last_step_on_disk(tmp_path):
     from lab.train import train
 
     def interrupt(calls):
@@ -432,22 +432,7 @@ def test_ctrl_c_mid_step_and_a_failed_checkpoint_write_record_the_last_step_on_d
         undo()
     st_ = runs.read_status(tmp_path / "c")
     assert st_["status"] == "interrupted" and st_["step"] == 0 == runs.last_logged_step(tmp_path / "c")
-
-    calls = []
-    orig = runs.RunWriter.commit_checkpoint
-
-    def failing(self, step, tmp_dir, keep=2):
-        calls.append(step)
-        if step == 1:
-            raise OSError(28, "No space left on device")
-        return orig(self, step, tmp_dir, keep)
-
-    monkeypatch.setattr(runs.RunWriter, "commit_checkpoint", failing)
-    with pytest.raises(OSError):
-        train(_cfg(tmp_path, run_name="k"))
-    st_ = runs.read_status(tmp_path / "k")
-    assert st_["status"] == "failed" and st_["step"] == 1 == runs.last_logged_step(tmp_path / "k")
-    assert "No space left" in st_["error"]
+    # a failed checkpoint write (full disk): tests/train/test_train_loop_hardening.py
 
 
 _SIGNAL_RUN = ["--model", MICRO, "--rollouts-per-prompt", "2", "--prompts-per-step", "2", "--steps", "100000",
