@@ -130,12 +130,15 @@ def _layout(fig: go.Figure, *, title: str | None, x: str, y: str, log_y: bool = 
     # the title at the top of the figure and the legend (a row above the plot) below it: with the
     # title in plotly's default place the two overlapped in every titled figure with a legend
     legend = _legend_place(fig)
-    above = legend["orientation"] == "h"
+    above, below = legend["orientation"] == "h", legend["y"] < 0
+    lines = len(_legend_names(fig)) if below else 0
     fig.update_layout(
         title=dict(text=title, yref="container", y=1, yanchor="top", pad=dict(t=12), x=0.01, xanchor="left") if title else None,
-        template="plotly_white", margin=dict(l=60, r=20, t=(80 if above else 50) if title else 20, b=50),
+        template="plotly_white", margin=dict(l=60, r=20, t=(80 if above else 50) if title else 20, b=50 + LEGEND_LINE_PX * lines),
         legend=legend, hovermode=hovermode,
     )
+    if below and fig.layout.height is None:  # the plot keeps its height; the legend's lines are added below it
+        fig.update_layout(height=450 + LEGEND_LINE_PX * lines)
     fig.update_xaxes(title_text=x)
     fig.update_yaxes(title_text=y)
     if log_y:  # the axis type is set only when asked: a category axis (labels on y) stays one
@@ -151,8 +154,21 @@ LEGEND_ROW_CHARS = 90
 one entry a line: above the plot it would wrap into rows that cover the title."""
 
 
+LEGEND_SIDE_CHARS = 40
+"""A legend with an entry longer than this goes below the plot, one entry a line: to the right it would take the
+plot's width (a BASIS reading's name is ~70 characters)."""
+LEGEND_LINE_PX = 22
+"""Height one legend line below the plot adds to the figure."""
+
+
+def _legend_names(fig: go.Figure) -> list[str]:
+    return [str(t.name) for t in fig.data if t.name and t.showlegend is not False]
+
+
 def _legend_place(fig: go.Figure) -> dict:
-    names = [str(t.name) for t in fig.data if t.name and t.showlegend is not False]
+    names = _legend_names(fig)
+    if any(len(n) > LEGEND_SIDE_CHARS for n in names):
+        return dict(orientation="v", yanchor="top", y=-0.2, xanchor="left", x=0)
     if len(names) > 6 or sum(len(n) + 4 for n in names) > LEGEND_ROW_CHARS:
         return dict(LEGEND_RIGHT)
     return dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0)

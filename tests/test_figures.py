@@ -380,7 +380,7 @@ def test_an_estimator_keeps_its_colour_whatever_it_is_drawn_with():
 
 @pytest.mark.parametrize("names, where", [(["a", "b"], "above"), ([f"run-{i}" for i in range(8)], "right"),
                                           (["basis(fallback=prior, online_prior=missing, beta_selection=crossfit)",
-                                           "basis(fallback=zero, online_prior=missing, beta_selection=crossfit)"], "right")])
+                                           "basis(fallback=zero, online_prior=missing, beta_selection=crossfit)"], "below")])
 def test_a_titled_figure_keeps_its_legend_off_the_title(names, where):
     # plotly's default title sits in the top margin where a row legend above the plot also goes (lessons 01-05 showed both
     # on top of each other); a long legend would wrap into rows over the title: it goes to the right instead
@@ -389,5 +389,9 @@ def test_a_titled_figure_keeps_its_legend_off_the_title(names, where):
     assert fig.layout.title.yref == "container" and fig.layout.title.yanchor == "top"
     if where == "above":
         assert fig.layout.legend.orientation == "h" and fig.layout.legend.yanchor == "bottom" and fig.layout.margin.t >= 80
-    else:
+    elif where == "right":
         assert fig.layout.legend.orientation == "v" and fig.layout.legend.x > 1
+    else:  # entries too long for the side (they would squeeze the plot): below it, one a line, the figure taller
+        assert fig.layout.legend.orientation == "v" and fig.layout.legend.y < 0 and fig.layout.legend.x == 0
+        assert fig.layout.height == 450 + figures.LEGEND_LINE_PX * len(names)
+        assert fig.layout.margin.b >= 50 + figures.LEGEND_LINE_PX * len(names)
