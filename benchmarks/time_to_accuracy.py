@@ -64,9 +64,9 @@ prefixes). Side by side (``--jobs 2``, the default) gave 1.2× the throughput of
 time (a short G = 8 and G = 1 pair: 6.6 s + 8.6 s in turn, 12.9 s together; two threads for
 one run was far slower on the shared cores). The first 9 labels × 3 seeds = 27 runs took 23 min
 side by side (their rows' ``created`` times, 2026-12-03; 55–130 s a run); with the two G = 4,
-J = 10 labels, the pool labels, 12 seeds for the :data:`DECIDING` labels and 60 for the :data:`POWERED` pair the
-sweep is 7 × 3 + 5 × 12 + 2 × 60 = 201 runs, 37–118 s a run side by side (the committed rows' ``elapsed_s``):
-about 2 hours on 2 cores (~3.9 CPU-h). Hence :data:`STEPS` = 300 (in a trial run on the shipped
+J = 10 labels, the pool labels, 12 seeds for the :data:`DECIDING` labels and the :data:`POWERED` pairs' 60 and 160
+the sweep is 7 × 3 + 3 × 12 + 2 × 60 + 2 × 160 = 497 runs, 37–118 s a run side by side (the committed rows'
+``elapsed_s``): about 3.6 hours on 2 cores (~7.2 CPU-h). Hence :data:`STEPS` = 300 (in a trial run on the shipped
 model GRPO's curve had levelled off by about step 120); the default 400 would not leave that
 margin.
 """
@@ -120,13 +120,14 @@ DECIDING = ("basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256", "kae_g4_r
 the claims count (``lab.analysis.claims``), GRPO-8 on the same pool (BASIS's compute comparison) and BASIS without
 its reference stage against REINFORCE++ (the lab's reading, shown)."""
 DECIDING_SEEDS = tuple(range(12))
-POWERED = {"basis_g1_pool256_ref8": 60, "reinforce_plus_plus_g1_pool256": 60}
-"""Labels run past :data:`DECIDING_SEEDS`, to this many seeds (0..n−1). The count was fixed before the added seeds
-ran, from the 12-seed rows of BASIS's counted accuracy check (BASIS with its reference stage against REINFORCE++:
-+0.026 [−0.015, +0.066], ~57 seeds a label to decide at that effect, ~60 min side by side for the added 96 runs).
-Because the count depends on the first 12 seeds' effect, the claims also judge the check on the added seeds
-alone (seeds 12 and up). KAE's counted check (G = 4, J = 10) needed ~149 seeds a label (~3.6 CPU-h more): left
-inconclusive with its minimum detectable effect."""
+POWERED = {"basis_g1_pool256_ref8": 60, "reinforce_plus_plus_g1_pool256": 60,
+           "kae_g4_reuse10": 160, "grpo_g4_reuse10": 160}
+"""Labels run past :data:`DECIDING_SEEDS`, to this many seeds (0..n−1): the pairs of counted accuracy checks. Each
+count was fixed before its added seeds ran, from the check's 12-seed rows: BASIS with its reference stage against
+REINFORCE++ (+0.026 [−0.015, +0.066], ~57 seeds a label to decide at that effect: 60); KAE against GRPO at G = 4,
+J = 10 (+0.006 [−0.030, +0.042], ~149 seeds a label to detect the paper's +0.014: 160, ~90 min side by side, a
+sweep that may span sessions). Because the count depends on the first 12 seeds' numbers, the claims judge such a
+check on its added seeds alone (seed ≥ ``len(DECIDING_SEEDS)``), and only once all of them have run."""
 
 def seeds_by_default(label: str) -> list[int]:
     """The seeds a plain run trains for ``label``: :data:`POWERED`'s count, else :data:`DECIDING_SEEDS` for a
@@ -153,9 +154,11 @@ SUMMARY_FIELDS = ["label", "estimator", "rollouts_per_prompt", "prompts_per_step
                   "start_accuracy", "final_accuracy", "final_ci95", "target_accuracy", "rollouts_to_target",
                   "rollouts_to_target_ci95", "seconds_to_target", "seconds_to_target_ci95", "reached_seeds",
                   "rollout_ratio_to_grpo", "rollout_ratio_geomean", "rollout_ratio_ci_low", "rollout_ratio_ci_high",
-                  "window", "fraction", "confirm_seeds", "confirm_final_accuracy", "confirm_final_ci95"]
-"""``confirm_*``: a :data:`POWERED` label's final accuracy over its added seeds alone (seed ≥ ``len(DECIDING_SEEDS)``,
-the seeds whose number the first ones fixed): the confirmatory sample. Empty for every other label."""
+                  "window", "fraction", "planned_seeds", "confirm_seeds", "confirm_final_accuracy", "confirm_final_ci95"]
+"""``planned_seeds``: how many seeds a plain run trains for the label (:func:`seeds_by_default`). ``confirm_*``: a
+:data:`POWERED` label's final accuracy over its added seeds alone (seed ≥ ``len(DECIDING_SEEDS)``, the seeds whose
+number the first ones fixed): the confirmatory sample, complete when ``seeds`` = ``planned_seeds``. Empty for every
+other label."""
 
 
 def label_name(estimator: str, group_size: int, reuse: int = 1, pool: int = 0, reference: int = 0) -> str:
@@ -349,6 +352,7 @@ def summarise(rows: list[dict], reference: str = REFERENCE, fraction: float = FR
             "rollouts_to_target": _r(rol, 1) if hits else "", "rollouts_to_target_ci95": _r(rol_ci, 1),
             "seconds_to_target": _r(sec, 2) if hits else "", "seconds_to_target_ci95": _r(sec_ci, 2),
             "reached_seeds": len(hits), "rollout_ratio_to_grpo": None, "window": window, "fraction": fraction,
+            "planned_seeds": len(seeds_by_default(label)) if label in LABELS else "",
             "confirm_seeds": len(added) if conf != "" else "", "confirm_final_accuracy": _r(conf, 4) if conf != "" else "",
             "confirm_final_ci95": _r(conf_ci, 4) if conf != "" else "",
         })

@@ -214,13 +214,14 @@ def test_every_check_finds_its_row_in_the_committed_results():
 def test_seeds_added_after_a_first_look_decide_alone_and_the_pooled_row_is_shown_not_counted(tmp_path):
     # BASIS's accuracy pair: seeds 0–11 fixed how many more to run; the added ones judge it, all of them are shown
     pair = ("basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256")
-    cols = ["label", "seeds", "final_accuracy", "final_ci95", "confirm_seeds", "confirm_final_accuracy", "confirm_final_ci95"]
+    cols = ["label", "seeds", "final_accuracy", "final_ci95", "planned_seeds", "confirm_seeds", "confirm_final_accuracy",
+            "confirm_final_ci95"]
     se = 0.01  # each label's standard error, for both samples
     def half(n):
         return round(stats.t_quantile(0.975, n - 1) * se, 6)
-    rows = [{"label": pair[0], "seeds": 60, "final_accuracy": 0.62, "final_ci95": half(60),
+    rows = [{"label": pair[0], "seeds": 60, "final_accuracy": 0.62, "final_ci95": half(60), "planned_seeds": 60,
              "confirm_seeds": 48, "confirm_final_accuracy": 0.64, "confirm_final_ci95": half(48)},
-            {"label": pair[1], "seeds": 60, "final_accuracy": 0.60, "final_ci95": half(60),
+            {"label": pair[1], "seeds": 60, "final_accuracy": 0.60, "final_ci95": half(60), "planned_seeds": 60,
              "confirm_seeds": 48, "confirm_final_accuracy": 0.60, "confirm_final_ci95": half(48)}]
     results.write_csv(tmp_path / "time_to_accuracy_summary.csv", rows, cols)
     ks = [k for k in _checks(tmp_path, "basis-accuracy") if "pool of" in k.regime and "vs GRPO" not in k.regime]
@@ -231,6 +232,11 @@ def test_seeds_added_after_a_first_look_decide_alone_and_the_pooled_row_is_shown
     assert (alone.effect.low, alone.effect.high) == pytest.approx((want.low, want.high), rel=1e-4)
     assert alone.verdict == "reproduced"  # a direction-only claim, the interval wholly above 0
     assert pooled.reading == "pilot" and not pooled.counted and pooled.effect.value == pytest.approx(0.02)
+    # while some planned seeds have not run: no counted row, the seeds so far shown and the shortfall named
+    part = [dict(r, seeds=40) for r in rows]
+    results.write_csv(tmp_path / "time_to_accuracy_summary.csv", part, cols)
+    ks = [k for k in _checks(tmp_path, "basis-accuracy") if "pool of" in k.regime and "vs GRPO" not in k.regime]
+    assert len(ks) == 1 and ks[0].reading == "pilot" and not ks[0].counted and "40 of 60 seeds" in ks[0].why
     # without confirmatory columns (a file from before them) one row, over every seed, counts
     results.write_csv(tmp_path / "time_to_accuracy_summary.csv", [{k: r[k] for k in cols[:4]} for r in rows], cols[:4])
     ks = [k for k in _checks(tmp_path, "basis-accuracy") if "pool of" in k.regime and "vs GRPO" not in k.regime]

@@ -95,6 +95,7 @@ def test_a_powered_labels_added_seeds_get_their_own_final_accuracy_in_the_summar
     s = {r["label"]: r for r in tta.summarise(rows, window=1)}
     added = [finals[k] for k in range(first, first + 3)]
     assert s[label]["confirm_seeds"] == 3 and s[label]["seeds"] == first + 3
+    assert s[label]["planned_seeds"] == tta.POWERED[label] and s["basis_g1"]["planned_seeds"] == len(tta.DECIDING_SEEDS)
     assert s[label]["confirm_final_accuracy"] == pytest.approx(sum(added) / 3)
     assert s[label]["confirm_final_ci95"] == pytest.approx(tta.mean_ci(added)[1])
     assert s["basis_g1"]["confirm_seeds"] == s["basis_g1"]["confirm_final_accuracy"] == ""  # not a powered label

@@ -514,16 +514,38 @@ def _acc_check(root, claim, a_label, b_label, regime, confirm: bool = False, **k
     return check(claim, "real runs (accuracy)", regime, src, lambda: accuracy_effect(root, a_label, b_label, confirm), **kw)
 
 
-def _has_confirm(root, *labels: str) -> bool:
-    """Whether every label has confirmatory seeds in ``time_to_accuracy_summary.csv``."""
+def confirm_state(root, *labels: str) -> tuple[str, str]:
+    """Where the confirmatory seeds of a powered accuracy pair stand in ``time_to_accuracy_summary.csv``:
+    ("none", "") when the labels have none (not powered, or a file from before them), ("partial", what) while some
+    planned seeds have not run, ("complete", "") once every label has all its ``planned_seeds``."""
     try:
         df = _read("time_to_accuracy_summary", root)
     except _Missing:
-        return False
-    if "confirm_seeds" not in df.columns:
-        return False
-    return all(((rows := df[_is(df, "label", lb)]).shape[0] > 0 and math.isfinite(_num(rows.iloc[0]["confirm_seeds"])))
-               for lb in labels)
+        return "none", ""
+    if not {"confirm_seeds", "planned_seeds", "seeds"} <= set(df.columns):
+        return "none", ""
+    rows = [df[_is(df, "label", lb)] for lb in labels]
+    if any(r.empty or not math.isfinite(_num(r.iloc[0]["confirm_seeds"])) for r in rows):
+        return "none", ""
+    have = [(lb, int(_num(r.iloc[0]["seeds"])), int(_num(r.iloc[0]["planned_seeds"]))) for lb, r in zip(labels, rows)]
+    short = [f"{lb} {n} of {want}" for lb, n, want in have if n < want]
+    return ("partial", ", ".join(short) + " seeds") if short else ("complete", "")
+
+
+def _powered_checks(root, claim, a_label: str, b_label: str, regime: str, **kw) -> list[Check]:
+    """A counted accuracy check whose labels were run past their first seeds (``POWERED`` in
+    ``benchmarks/time_to_accuracy.py``): the added seeds alone decide it once all have run; every seed pooled is
+    shown, never counted (it would look at the first seeds twice). Without added seeds: one row over every seed."""
+    state, what = confirm_state(root, a_label, b_label)
+    if state == "none":
+        return [_acc_check(root, claim, a_label, b_label, regime, **kw)]
+    pooled_why = ("pooled with the first seeds, whose effect fixed how many more to run (a second look at them): "
+                  "the added seeds alone decide")
+    if state == "partial":
+        return [_acc_check(root, claim, a_label, b_label, f"{regime}; every seed run so far", reading="pilot",
+                           why=f"{pooled_why}, once all have run ({what} so far; `make bench` resumes)")]
+    return [_acc_check(root, claim, a_label, b_label, f"{regime}; the added seeds alone", confirm=True, **kw),
+            _acc_check(root, claim, a_label, b_label, f"{regime}; every seed", reading="pilot", why=pooled_why)]
 
 
 # --- the claims ----------------------------------------------------------------------------------
@@ -583,7 +605,7 @@ def _kae_accuracy(root) -> list[Check]:
         _acc_check(root, c, "kae_g2_reuse10", "grpo_g8", "KAE G = 2, J = 10 vs GRPO G = 8, J = 1", reading="confounded",
                    why="reuse and estimator differ at once; needs GRPO at the same G, J and prompt pool "
                        "(`benchmarks/time_to_accuracy.py`, the same-regime labels)"),
-        _acc_check(root, c, "kae_g4_reuse10", "grpo_g4_reuse10", "G = 4, J = 10 both (same prompt pool)"),
+        *_powered_checks(root, c, "kae_g4_reuse10", "grpo_g4_reuse10", "G = 4, J = 10 both (same prompt pool)"),
     ]
 
 
@@ -730,15 +752,7 @@ def _basis_accuracy(root) -> list[Check]:
     pool, m, n_ref = size or (256, 8, 256 * 8)  # the label's name says pool and m; the file gives what ran
     ref = (f"a pool of {pool:,} prompts, BASIS with its reference stage ({m} samples of each, {n_ref:,} rollouts "
            "before step 0)")
-    pair = ("basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256")
-    if _has_confirm(root, *pair):  # the seeds added after the first ones fixed their number decide; all seeds shown
-        counted = [_acc_check(root, c, *pair, f"G = 1, J = 1 both, {ref}; the added seeds alone", confirm=True),
-                   _acc_check(root, c, *pair, f"G = 1, J = 1 both, {ref}; every seed", reading="pilot",
-                              why="pooled with the first seeds, whose effect fixed how many more to run (a second "
-                                  "look at them): the added seeds alone decide")]
-    else:
-        counted = [_acc_check(root, c, *pair, f"G = 1, J = 1 both, {ref}")]
-    return [*counted,
+    return [*_powered_checks(root, c, "basis_g1_pool256_ref8", "reinforce_plus_plus_g1_pool256", f"G = 1, J = 1 both, {ref}"),
             _acc_check(root, c, "basis_g1", "reinforce_plus_plus_g1", "G = 1, J = 1 both, 64 prompts/step, no reference stage",
                        reading="extension", why="without a reference stage BASIS's prior is the lab's running one"),
             _acc_check(root, c, "basis_g1_reuse10", "reinforce_plus_plus_g1", "BASIS J = 10 vs REINFORCE++ J = 1",
@@ -1087,9 +1101,10 @@ RULE_TEXT = [
     "and judged on the held-out seeds. **Counting**: the tally counts only the paper's reading; rejected readings, lab",
     "extensions, rows outside the paper's regime, confounded rows and other values of a setting the paper does not give",
     "(BASIS's m on real runs: the value fixed before the runs counts) are shown, not counted. Rows that restate one",
-    "identity count once (KRPO's value rows: see below). Seeds added to a check after a first look at it (BASIS's",
-    "accuracy: the first 12 seeds' effect fixed how many more to run) decide it alone; pooled with the first ones it",
-    "is shown, not counted, since counting it would look at the first seeds twice. Multiplicity: each claim's counted",
+    "identity count once (KRPO's value rows: see below). Seeds added to a check after a first look at it (the",
+    "accuracy checks of BASIS and KAE: their first 12 seeds fixed how many more to run) decide it alone, once all have",
+    "run; pooled with the first ones it is shown, not counted, since counting it would look at the first seeds twice",
+    "(while the added seeds are still running, the check has no counted row). Multiplicity: each claim's counted",
     "checks carry a Holm-adjusted p-value against no effect (`p (Holm)`); a verdict from an interval that excludes no",
     "effect is marked † when its Holm-adjusted p is ≥ 0.05.",
     "",
