@@ -48,11 +48,11 @@ browser:
 #     default ~5 min, calibrated ~3 min, long (300 steps, KAE J in {1,4,8,10}, KRPO G up to 12,
 #     BASIS m in {4,8,16,32} x 3 beta grids) ~12 min idle / ~35 min on a loaded core (the floor dominates)
 #   real runs, 3 seeds per cell (value_mse_real ~5 min, BASIS with its reference stage 16 seeds ~5 min, learning curve ~10 min,
-#     time to accuracy 201 runs ~2 h on 2 cores (12 seeds for the labels of counted accuracy checks, 60 for BASIS's pair),
+#     time to accuracy 497 runs ~3.6 h on 2 cores (3 seeds a label, 12 for the labels of counted accuracy checks,
+#     60 for BASIS's pair and 160 for KAE's: the seeds their 12-seed rows said would decide them),
 #     grad_variance 3 snapshots ~20 min, KRPO partial credit G = 12, 8 seeds ~12 min, KL3 entropy 8 seeds ~8 min)
-#   total ~5.3 CPU-hours. BASIS's accuracy check got the 60 seeds its 12-seed rows said would decide it; KAE's
-#   (~149 a label) stays inconclusive: docs/claims.md gives each row's minimum detectable effect and the seeds
-#   that would decide it (computed, not guessed here).
+#   total ~8 CPU-hours, of which time to accuracy ~7.2. docs/claims.md gives every inconclusive row's minimum
+#   detectable effect and the seeds that would decide it (computed, not guessed here).
 bench: setup
 	nice -n 5 $(BIN)/python benchmarks/learning_curve.py
 	$(BIN)/python benchmarks/value_mse.py
@@ -64,7 +64,7 @@ bench: setup
 	$(BIN)/python benchmarks/estimator_speed.py
 	$(BIN)/python -m pip install --quiet -e ".[peers]"  # TRL, for the side-by-side step time
 	nice -n 5 $(BIN)/python benchmarks/step_time_vs_trl.py --probes
-	nice -n 5 $(BIN)/python benchmarks/time_to_accuracy.py  # 201 runs, ~2 h on 2 cores; resumes where it stopped
+	nice -n 5 $(BIN)/python benchmarks/time_to_accuracy.py  # 497 runs, ~3.6 h on 2 cores; resumes where it stopped
 	nice -n 5 $(BIN)/python benchmarks/krpo_partial_credit.py  # KRPO's regime: G = 12, rewards {1, 0.5, 0.01, 0}; resumes
 	nice -n 5 $(BIN)/python benchmarks/kl3_entropy.py  # KL3 vs ratio clipping where clipping binds, 8 seeds; resumes
 	$(BIN)/python -m lab.analysis.claims
