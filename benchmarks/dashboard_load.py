@@ -13,10 +13,10 @@ for 2, all through ``lab.runs``), then measures two ways:
 * **chromium** (what a user waits for): ``lab app`` on the root, headless Chromium through
   Playwright; the time from navigation start to the page drawn (the script run over, the
   page's charts placed with SVG marks and its table drawn: :data:`PAGES`), on the *first
-  visit* (a fresh server and browser profile, nothing cached), on a *revisit* (the same URL
-  loaded again in that tab, as a reload or Back does: the HTTP cache, the tab's compiled
-  scripts and the server's caches warm) and on a *revisit in a new tab* (HTTP and server
-  caches warm, Streamlit's client and plotly.js compiled again by a fresh renderer). Two
+  visit* (a fresh server and browser profile, nothing cached), on a *revisit* (a reload of
+  that tab: the HTTP cache, the tab's compiled scripts and the server's caches warm) and on a
+  *revisit in a new tab* (HTTP and server caches warm, Streamlit's client and plotly.js
+  compiled again by a fresh renderer). Two
   reference pages are measured the same way in the same run: an empty Streamlit page (each
   time is also given as a ratio to it: the machine is shared and noisy) and one with a
   single three-point chart (the floor of any page with a chart: Streamlit's client, then
@@ -226,19 +226,24 @@ VISITS = ("first_visit", "revisit", "revisit_new_tab")
 
 def _visits(browser, url: str, want: dict) -> dict[str, float]:
     """Seconds from navigation start to the page drawn, for each of :data:`VISITS`: the *first visit* in
-    a fresh browser profile (nothing cached); the *revisit*, the URL loaded again in the tab that showed
-    it (a reload, a bookmark or Back: the HTTP cache warm, and the tab's renderer keeps the scripts it
-    compiled); the *revisit in a new tab* (the HTTP cache warm, a fresh renderer that compiles Streamlit's
-    client and plotly.js again). The server's caches are warm on both revisits."""
+    a fresh browser profile (nothing cached); the *revisit*, a reload of the tab (its URL as the page left
+    it: ``/`` sends a person on to ``/runs``, and a view writes its settings into the URL; the HTTP cache
+    warm, and the tab's renderer keeps the scripts it compiled); the *revisit in a new tab*, that URL
+    opened in a new tab (the HTTP cache warm, a fresh renderer that compiles Streamlit's client and
+    plotly.js again). The server's caches are warm on both revisits."""
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     ctx.add_init_script(SAW_RUN_JS)
     out = {}
     page = ctx.new_page()
     for visit in VISITS:
-        if visit == "revisit_new_tab":
-            page.close()
-            page = ctx.new_page()
-        page.goto(url, wait_until="domcontentloaded", timeout=300_000)
+        if visit == "revisit":  # the page's own URL now (``/`` has become ``/runs``, the view's parameters added)
+            page.reload(wait_until="domcontentloaded", timeout=300_000)
+        else:
+            if visit == "revisit_new_tab":
+                url = page.url
+                page.close()
+                page = ctx.new_page()
+            page.goto(url, wait_until="domcontentloaded", timeout=300_000)
         page.wait_for_function(DRAWN_JS, arg=want, timeout=120_000, polling=50)
         out[visit] = page.evaluate("() => performance.now()") / 1000.0
     page.close()
