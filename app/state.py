@@ -306,6 +306,6 @@ def preload_plotly() -> None:
     arrives, after the script has ended, and the user waits for both in turn."""
     import plotly.graph_objects as go
 
-    st.html(f"<style>.st-key-{PRELOAD_KEY} {{display: none}}</style>")
+    st.html(f"<style>{PRELOAD_SELECTOR} {{display: none}}</style>")
     with st.sidebar:
         st.plotly_chart(go.Figure(go.Scatter(x=[0], y=[0])), key=PRELOAD_KEY, config={"staticPlot": True})
