@@ -1022,6 +1022,37 @@ def _tally_text(t: dict[str, int]) -> str:
     return ", ".join(f"{v} ×{t[v]}" if t[v] > 1 else v for v in VERDICTS if t.get(v)) or "—"
 
 
+SOURCE_OF = {"time_to_accuracy_summary": "time_to_accuracy"}
+"""A derived file listed in Sources -> the results file whose rows it summarises (whose commits made it)."""
+
+
+def recheck_text(name: str, root=None) -> str:
+    """What ``results_current.csv`` (``make results-current``) says about results file ``name``: its rows'
+    driver re-run small at each commit that made them and at a later one, the outputs identical or not;
+    "" when the file was never checked.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> results.write_csv(d / "results_current.csv", [
+    ...     {"file": "value_mse.csv", "made_at": "d35386f194", "checked_against": "c05645e259", "outcome": "same"}],
+    ...     ["file", "made_at", "checked_against", "outcome"])
+    >>> recheck_text("value_mse", d)
+    'checked: re-run small at d35386f194 and at c05645e259, identical'
+    >>> recheck_text("grad_variance", d)
+    ''
+    """
+    rows = [r for r in results.read_rows(results.path("results_current", root)) if r.get("file") == f"{name}.csv"]
+    if not rows:
+        return ""
+    made = ", ".join(r["made_at"] for r in rows)
+    against = ", ".join(sorted({r["checked_against"] for r in rows}))
+    bad = [r["made_at"] for r in rows if r.get("outcome") != "same"]
+    if not bad:
+        return f"checked: re-run small at {made} and at {against}, identical"
+    return (f"**checked: {', '.join(bad)} {'differs' if len(bad) == 1 else 'differ'} from {against}** "
+            f"(`results_current.csv`): a re-make on today's code would change its rows")
+
+
 def _sources(root) -> list[str]:
     lines = []
     for name in ("value_mse", "value_mse_calibrated", "value_mse_long", "value_mse_real", "grad_variance",
@@ -1032,13 +1063,20 @@ def _sources(root) -> list[str]:
             lines.append(f"- {e}.")
             continue
         prov = results.provenance(name, root).get("provenance", {})
-        commit = prov.get("git_commit") or next((str(df[c].iloc[0]) for c in ("git_commit", "prov_git_commit") if c in df), None)
+        source = SOURCE_OF.get(name, name)
+        commits = results.made_by(results.path(source, root))
         dirty = prov.get("git_dirty", next((bool(df[c].iloc[0]) for c in ("git_dirty",) if c in df), None))
         created = prov.get("created") or next((str(df[c].max()) for c in ("created", "prov_created") if c in df), None)
-        made = ", ".join(x for x in (f"commit {commit[:10]}" if commit else "", "dirty tree" if dirty else "",
-                                     f"made {created}" if created else "") if x)
+        by = (f"commit {commits[0][:10]}" if len(commits) == 1 else
+              f"{len(commits)} commits of {source}.csv's rows: {', '.join(c[:10] for c in commits)}" if commits else "")
+        made = ", ".join(x for x in (by, "dirty tree" if dirty else "", f"made {created}" if created else "",
+                                     recheck_text(source, root)) if x)
         lines.append(f"- [`data/results/{name}.csv`](../data/results/{name}.csv){world_note(root, name)}: {len(df)} rows"
                      + (f" ({made})" if made else "") + ".")
+    lines.append("- `checked` (`make results-current`, `data/results/results_current.csv`): each commit that made a "
+                 "file's rows and a later commit run the file's driver at a smoke size (same seeds, same threads); "
+                 "identical outputs mean that commit's code computes what the later one does, so its rows stand "
+                 "for the later code without a re-make.")
     return lines
 
 

@@ -17,9 +17,11 @@ FileNotFoundError: no results file data/results/no_such_results.csv; make it wit
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
+import re
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -255,3 +257,59 @@ def run_paired_seeds(path: str | Path, rows: list[dict], arms: Sequence[str], ar
                     append_rows(path, [row], fieldnames)
                     rows.append(row)
     return rows
+
+
+UNCOMPARED = re.compile(r"(^|_|/)(elapsed|time|seconds|created|wall|perf)(_|/|$)|_s$|_s_ci95$|per_s$|^git_|^prov_"
+                        r"|^(lab_version|python|torch|transformers|cpu|device|platform|torch_threads)$")
+"""Columns two makings of one results file may differ in without their numbers differing: timings (wall clock,
+seconds, tokens per second) and provenance (commit, versions, machine, creation time)."""
+
+
+def made_by(csv_path: str | Path) -> list[str]:
+    """The commits that made a results file's rows: its ``git_commit`` column (in the order they
+    first appear), else its sidecar's; [] when it records none (a derived file: see its sources).
+
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "r.csv"; _ = p.write_text("a,git_commit\\n1,abc\\n2,def\\n3,abc\\n")
+    >>> made_by(p)
+    ['abc', 'def']
+    """
+    rows = read_rows(csv_path)
+    if rows and "git_commit" in rows[0]:
+        return list(dict.fromkeys(r["git_commit"] for r in rows if r.get("git_commit")))
+    commit = (read_sidecar(csv_path).get("provenance") or {}).get("git_commit")
+    return [commit] if commit else []
+
+
+def _cell(v) -> str:
+    try:
+        return repr(float(v))  # "0.50" and "0.5" are one number; exact, no tolerance
+    except (TypeError, ValueError):
+        return "" if v is None else str(v)
+
+
+def row_agreement(old: Sequence[dict], new: Sequence[dict]) -> tuple[int, list[str]]:
+    """How many of ``old``'s rows ``new`` has too, exactly, on the columns both sides have but
+    :data:`UNCOMPARED` (timings, provenance); and those columns. Rows match as a multiset, so
+    order and rows only ``new`` has (a label added since) do not matter; a row without one of
+    the columns (a metrics line with no eval) compares it as empty.
+
+    >>> old = [{"seed": "0", "mse": "0.5", "elapsed_s": "3.1"}, {"seed": "1", "mse": "0.25", "elapsed_s": "2"}]
+    >>> new = [{"seed": "1", "mse": "0.25", "elapsed_s": "9", "extra": "x"}, {"seed": "0", "mse": "0.50", "elapsed_s": "1"}]
+    >>> row_agreement(old, new)
+    (2, ['seed', 'mse'])
+    >>> row_agreement(old, [{"seed": "0", "mse": "0.5000001"}, {"seed": "1", "mse": "0.25"}])[0]
+    1
+    """
+    if not old or not new:
+        return 0, []
+    new_cols = {c for r in new for c in r}  # rows of a metrics log differ in their keys: the union of each side's
+    cols = [c for c in dict.fromkeys(c for r in old for c in r) if c in new_cols and not UNCOMPARED.search(c)]
+    have = collections.Counter(tuple(_cell(r.get(c)) for c in cols) for r in new)
+    same = 0
+    for r in old:
+        key = tuple(_cell(r.get(c)) for c in cols)
+        if have[key] > 0:
+            have[key] -= 1
+            same += 1
+    return same, cols
