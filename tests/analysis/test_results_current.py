@@ -44,6 +44,20 @@ def test_only_timings_and_provenance_go_uncompared_in_every_checked_file():
         assert len(header) - len(skipped) >= 4, name  # the numbers themselves are compared
 
 
+def test_every_results_file_is_checked_or_derived_from_checked_files_or_says_why_not():
+    mod = _script()
+
+    def checked(name: str, seen=()) -> bool:
+        if name in mod.SMOKE:
+            return True
+        sources = results.read_sidecar(results.RESULTS_DIR / name).get("derived_from") or {}
+        return bool(sources) and name not in seen and all(checked(s, (*seen, name)) for s in sources)
+
+    for f in sorted(results.RESULTS_DIR.glob("*.csv")):
+        assert f.name in mod.NOT_CHECKED or checked(f.name), \
+            f"{f.name}: add it to SMOKE in scripts/results_current.py (or to NOT_CHECKED, saying why)"
+
+
 def test_row_agreement_is_exact_order_free_and_counts_duplicates():
     old = [{"seed": "0", "v": "0.1", "created": "t0"}, {"seed": "0", "v": "0.1", "created": "t0"},
            {"seed": "1", "v": "0.3", "created": "t0"}]
