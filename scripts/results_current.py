@@ -1,7 +1,7 @@
 """Are the committed results the numbers today's code computes? Re-run every driver small, at the
 commits that made each results file and at HEAD, and compare.
 
-Run from the repository root (``make results-current``, ~5 min on 2 cores)::
+Run from the repository root (``make results-current``, ~7 min on 2 cores)::
 
     .venv/bin/python scripts/results_current.py [--against REV] [--files value_mse.csv ...] [--jobs 2]
 
@@ -23,8 +23,9 @@ nondeterminism (a run's reduction order differs between 1 and 2 torch threads): 
 here uses the same threads at both commits.
 
 The table goes to ``data/results/results_current.csv`` (with provenance): ``docs/claims.md``'s
-Sources list says, for each file, when it was last checked and with what outcome. Exit 1 if any
-file's rows differ or a run fails.
+Sources list and the README's Results block say, for each file, when it was last checked and with
+what outcome (``make results-current`` regenerates both after the check). Exit 1 if any file's rows
+differ or a run fails.
 """
 
 from __future__ import annotations
